@@ -1,0 +1,176 @@
+# copro - top-level Makefile. `make` builds everything, `make test` runs
+# every test, `make bench` prints the benchmark tables, `make demo` runs the
+# demo. V=1 shows commands; SANITIZE=address,undefined or SANITIZE=thread
+# builds an instrumented tree under build-san-*/.
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+CC ?= cc
+CFLAGS ?= -O2 -g
+LDFLAGS ?=
+WERROR ?= 0
+
+ifneq ($(SANITIZE),)
+BUILD ?= build-san-$(subst $(comma),-,$(SANITIZE))
+override CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
+override LDFLAGS += -fsanitize=$(SANITIZE)
+else
+BUILD ?= build
+endif
+comma := ,
+
+override CFLAGS += -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes \
+	-Wno-unused-parameter -fPIC -pthread -MMD -MP -D_GNU_SOURCE \
+	-Ishm -Iclient -Iserver
+ifeq ($(WERROR),1)
+override CFLAGS += -Werror
+endif
+
+URING_LIBS := $(shell pkg-config --libs liburing 2>/dev/null || echo -luring)
+INIH_LIBS := $(shell pkg-config --libs inih 2>/dev/null || echo -linih)
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+
+ifeq ($(V),1)
+Q :=
+say :=
+else
+Q := @
+say = @printf '  %-7s %s\n' $(1) $(2);
+endif
+
+SHM_SRC := $(wildcard shm/*.c)
+CLIENT_SRC := $(wildcard client/*.c)
+SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
+TOOL_SRC := $(wildcard tools/*.c)
+TEST_SRC := $(wildcard tests/test_*.c)
+BENCH_SRC := $(wildcard bench/*.c)
+HELPER_SRC := $(wildcard tests/helpers/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+LIBCOPRO_A := $(BUILD)/lib/libcopro.a
+LIBCOPRO_SO := $(BUILD)/lib/libcopro.so.1
+LIBCOPROD_A := $(BUILD)/lib/libcoprod.a
+COPROD := $(BUILD)/bin/coprod
+TOOLS := $(patsubst tools/%.c,$(BUILD)/bin/%,$(TOOL_SRC))
+TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+HELPERS := $(patsubst tests/helpers/%.c,$(BUILD)/tests/%,$(HELPER_SRC))
+BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+
+CLIENT_LIBS := $(URING_LIBS) -lpthread
+SERVER_LIBS := $(URING_LIBS) $(INIH_LIBS) -lpthread
+
+all: $(LIBCOPRO_A) $(LIBCOPRO_SO) $(COPROD) $(TOOLS) $(BUILD)/copro.pc
+build-tests: all $(TESTS) $(HELPERS)
+build-bench: all $(BENCHES)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$<)$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIBCOPRO_A): $(call obj,$(CLIENT_SRC) $(SHM_SRC))
+	@mkdir -p $(dir $@)
+	$(call say,AR,$@)rm -f $@ && ar rcs $@ $^
+
+$(LIBCOPRO_SO): $(call obj,$(CLIENT_SRC) $(SHM_SRC)) client/libcopro.map
+	@mkdir -p $(dir $@)
+	$(call say,LD,$@)$(CC) $(CFLAGS) -shared -Wl,-soname,libcopro.so.1 \
+		-Wl,--version-script=client/libcopro.map -o $@ \
+		$(call obj,$(CLIENT_SRC) $(SHM_SRC)) $(LDFLAGS) $(CLIENT_LIBS)
+	@ln -sf libcopro.so.1 $(BUILD)/lib/libcopro.so
+
+$(LIBCOPROD_A): $(call obj,$(SERVER_SRC) $(SHM_SRC))
+	@mkdir -p $(dir $@)
+	$(call say,AR,$@)rm -f $@ && ar rcs $@ $^
+
+$(COPROD): $(call obj,server/main.c) $(LIBCOPROD_A)
+	@mkdir -p $(dir $@)
+	$(call say,LD,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(SERVER_LIBS)
+
+$(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(LIBCOPRO_A)
+	@mkdir -p $(dir $@)
+	$(call say,LD,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(CLIENT_LIBS) -lm
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIBCOPROD_A) $(LIBCOPRO_A)
+	@mkdir -p $(dir $@)
+	$(call say,LD,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(CMOCKA_LIBS) $(SERVER_LIBS) -lm
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/helpers/%.o $(LIBCOPRO_A)
+	@mkdir -p $(dir $@)
+	$(call say,LD,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(CLIENT_LIBS) -lm
+
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBCOPRO_A)
+	@mkdir -p $(dir $@)
+	$(call say,LD,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(CLIENT_LIBS) -lm
+
+$(BUILD)/copro.pc: client/copro.pc.in
+	@mkdir -p $(dir $@)
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' $< > $@
+
+# ---- packages --------------------------------------------------------------
+
+DEB_PKGS := build-essential pkg-config liburing-dev libnuma-dev libopenblas-dev \
+	libcmocka-dev libinih-dev groff-base
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+# ---- tests, bench, demo ----------------------------------------------------
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory build-tests
+	$(Q)BUILD=$(BUILD) tests/run.sh
+
+check: build-tests
+	$(Q)BUILD=$(BUILD) tests/run.sh
+
+bench: deps
+	$(Q)$(MAKE) --no-print-directory build-bench
+	$(Q)BUILD=$(BUILD) bench/run.sh
+
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)BUILD=$(BUILD) tools/demo.sh
+
+man-lint:
+	$(Q)for m in man/*.[1-8]; do \
+		out=$$(groff -man -ww -z $$m 2>&1); \
+		[ -z "$$out" ] || { echo "$$m: $$out"; exit 1; }; \
+	done; echo "man pages: clean"
+
+format:
+	clang-format -i $(wildcard shm/*.[ch] client/*.[ch] server/*.[ch] tools/*.c tests/*.c bench/*.c)
+
+# ---- install ---------------------------------------------------------------
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin \
+		$(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include \
+		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man3 \
+		$(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7 \
+		$(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 755 $(COPROD) $(DESTDIR)$(PREFIX)/sbin/
+	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(LIBCOPRO_A) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(LIBCOPRO_SO) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libcopro.so.1 $(DESTDIR)$(PREFIX)/lib/libcopro.so
+	install -m 644 client/copro.h shm/copro_abi.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(BUILD)/copro.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	for s in 1 3 5 7 8; do \
+		ls man/*.$$s >/dev/null 2>&1 && install -m 644 man/*.$$s $(DESTDIR)$(PREFIX)/share/man/man$$s/; \
+	done; true
+
+clean:
+	rm -rf build build-san-*
+
+.PHONY: all build-tests build-bench deps test check bench demo man-lint format install clean
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

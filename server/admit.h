@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * admit.h - turning a client's submission entry into a job the server trusts.
+ *
+ * Admission works on private copies only: the caller copies the SQE out of
+ * shared memory first, and admission copies the descriptor table out of the
+ * arena before it looks at any field. The client may rewrite the shared
+ * bytes at any moment; nothing here reads them twice.
+ */
+#ifndef COPRO_ADMIT_H
+#define COPRO_ADMIT_H
+
+#include <stdint.h>
+
+#include "copro_abi.h"
+
+struct copro_model;
+struct copro_registry;
+
+struct copro_job {
+	struct copro_sqe sqe;					/* private copy */
+	struct copro_tensor_desc desc[COPRO_MAX_TENSORS];	/* n_in inputs, then n_out outputs */
+	struct copro_model *model;
+};
+
+/*
+ * Validates *sqe (already a private copy) against the arena of arena_size
+ * bytes at arena and the registry, and fills *job. Returns 0, or the
+ * completion code for the client: COPRO_E_BADSQE, COPRO_E_NOMODEL,
+ * COPRO_E_RANGE or COPRO_E_SIGNATURE.
+ */
+int copro_admit(const struct copro_sqe *sqe, const uint8_t *arena, uint64_t arena_size,
+		struct copro_registry *reg, struct copro_job *job);
+
+/* Checks one descriptor: reserved fields, dtype, rank, range, size. */
+int copro_desc_check(const struct copro_tensor_desc *d, uint64_t arena_size);
+
+#endif

@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: MIT
+/*
+ * config.c - coprod.conf parsing with libinih (Debian's libinih: a small,
+ * well-kept INI reader, so the daemon does not carry its own parser).
+ */
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "sockpath.h"
+#include "log.h"
+
+void copro_config_defaults(struct copro_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	if (copro_sockpath_default(cfg->socket, sizeof(cfg->socket)) < 0)
+		snprintf(cfg->socket, sizeof(cfg->socket), "/tmp/coprod-%u.sock", (unsigned)getuid());
+	cfg->socket_mode = 0600;
+	cfg->max_clients = 256;
+	cfg->max_arena_mib = 256;
+	cfg->idle = COPRO_IDLE_SRV_SLEEP;
+	cfg->spin_us = 50;
+	cfg->heartbeat_ms = 100;
+	cfg->log_level = COPRO_LOG_INFO;
+}
+
+int copro_idle_parse(const char *s)
+{
+	if (!strcmp(s, "spin"))
+		return COPRO_IDLE_SRV_SPIN;
+	if (!strcmp(s, "yield"))
+		return COPRO_IDLE_SRV_YIELD;
+	if (!strcmp(s, "sleep"))
+		return COPRO_IDLE_SRV_SLEEP;
+	return -EINVAL;
+}
+
+const char *copro_idle_name(uint32_t idle)
+{
+	static const char *const n[] = { "spin", "yield", "sleep" };
+
+	return idle <= COPRO_IDLE_SRV_SLEEP ? n[idle] : "?";
+}
+
+/* Parses an unsigned integer in [lo, hi] in the given base; whole string. */
+static int parse_uint(const char *s, int base, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (!*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, base);
+	while (*end == ' ' || *end == '\t')
+		end++;
+	if (errno || *end || v < lo || v > hi)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+/* Parses "1000, 1001 ,0" into ids; an empty string clears the list. */
+static int parse_ids(const char *s, uint32_t *ids, uint32_t *n)
+{
+	char buf[1024], *tok, *save;
+	uint32_t k = 0;
+
+	if (strlen(s) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, s);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		uint64_t v;
+
+		if (k == COPRO_CFG_MAX_IDS || parse_uint(tok, 10, 0, UINT32_MAX - 1, &v))
+			return -EINVAL;
+		ids[k++] = (uint32_t)v;
+	}
+	*n = k;
+	return 0;
+}
+
+int copro_config_set(struct copro_config *cfg, const char *key, const char *value)
+{
+	uint64_t v;
+	int r;
+
+	if (!strcmp(key, "socket")) {
+		if (!*value || strlen(value) >= sizeof(cfg->socket))
+			return -EINVAL;
+		strcpy(cfg->socket, value);
+	} else if (!strcmp(key, "socket_mode")) {
+		if (parse_uint(value, 8, 0, 0777, &v))
+			return -EINVAL;
+		cfg->socket_mode = (uint32_t)v;
+	} else if (!strcmp(key, "allow_uids")) {
+		return parse_ids(value, cfg->allow_uids, &cfg->n_allow_uids);
+	} else if (!strcmp(key, "allow_gids")) {
+		return parse_ids(value, cfg->allow_gids, &cfg->n_allow_gids);
+	} else if (!strcmp(key, "admin_uids")) {
+		return parse_ids(value, cfg->admin_uids, &cfg->n_admin_uids);
+	} else if (!strcmp(key, "max_clients")) {
+		if (parse_uint(value, 10, 1, 65536, &v))
+			return -EINVAL;
+		cfg->max_clients = (uint32_t)v;
+	} else if (!strcmp(key, "max_arena_mib")) {
+		if (parse_uint(value, 10, 1, 4096, &v))
+			return -EINVAL;
+		cfg->max_arena_mib = v;
+	} else if (!strcmp(key, "idle")) {
+		r = copro_idle_parse(value);
+		if (r < 0)
+			return r;
+		cfg->idle = (uint32_t)r;
+	} else if (!strcmp(key, "spin_us")) {
+		if (parse_uint(value, 10, 0, 1000000, &v))
+			return -EINVAL;
+		cfg->spin_us = (uint32_t)v;
+	} else if (!strcmp(key, "heartbeat_ms")) {
+		if (parse_uint(value, 10, 10, 60000, &v))
+			return -EINVAL;
+		cfg->heartbeat_ms = (uint32_t)v;
+	} else if (!strcmp(key, "log_level")) {
+		r = copro_log_parse(value);
+		if (r < 0)
+			return r;
+		cfg->log_level = r;
+	} else {
+		return -ENOENT;
+	}
+	return 0;
+}
+
+static int ini_cb(void *user, const char *section, const char *name, const char *value)
+{
+	struct copro_config *cfg = user;
+	int r;
+
+	if (strcmp(section, "server")) {
+		snprintf(cfg->errmsg, sizeof(cfg->errmsg), "unknown section [%s]", section);
+		return 0;
+	}
+	r = copro_config_set(cfg, name, value);
+	if (r == -ENOENT)
+		snprintf(cfg->errmsg, sizeof(cfg->errmsg), "unknown key '%s'", name);
+	else if (r)
+		snprintf(cfg->errmsg, sizeof(cfg->errmsg), "bad value '%s' for '%s'", value, name);
+	return r == 0;
+}
+
+int copro_config_load(struct copro_config *cfg, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	int line;
+
+	cfg->errmsg[0] = '\0';
+	if (!f) {
+		snprintf(cfg->errmsg, sizeof(cfg->errmsg), "%s: cannot open", path);
+		return -ENOENT;
+	}
+	line = ini_parse_file(f, ini_cb, cfg);
+	fclose(f);
+	cfg->errline = line;
+	if (line) {
+		if (!cfg->errmsg[0])
+			snprintf(cfg->errmsg, sizeof(cfg->errmsg), "syntax error");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int in_list(const uint32_t *ids, uint32_t n, uint32_t id)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (ids[i] == id)
+			return 1;
+	return 0;
+}
+
+int copro_config_allows(const struct copro_config *cfg, uid_t uid, gid_t gid)
+{
+	if (uid == 0)
+		return 1;
+	if (!cfg->n_allow_uids && !cfg->n_allow_gids)
+		return uid == getuid();
+	return in_list(cfg->allow_uids, cfg->n_allow_uids, uid) ||
+	       in_list(cfg->allow_gids, cfg->n_allow_gids, gid);
+}
+
+int copro_config_is_admin(const struct copro_config *cfg, uid_t uid)
+{
+	if (uid == 0 || (!cfg->n_admin_uids && uid == getuid()))
+		return 1;
+	return in_list(cfg->admin_uids, cfg->n_admin_uids, uid);
+}

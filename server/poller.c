@@ -1,0 +1,488 @@
+// SPDX-License-Identifier: MIT
+/*
+ * poller.c - drains submission rings, runs admitted work, posts completions.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "admit.h"
+#include "config.h"
+#include "copro_abi.h"
+#include "log.h"
+#include "poller.h"
+#include "registry.h"
+#include "session.h"
+
+#define POLLER_ADD	1
+#define POLLER_REMOVE	2
+
+/* io_uring user_data tags; session polls use the session id (>= 16). */
+#define TAG_CMD		1
+#define TAG_WAKE	2
+#define TAG_REMOVE	3
+
+#define PASS_BUDGET	64	/* most entries taken from one ring per pass */
+#define URING_ENTRIES	1024
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ volatile("yield");
+#endif
+}
+
+static uint32_t sat32(uint64_t v)
+{
+	return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
+/* Gets an SQE, flushing the ring to the kernel once if it is full. */
+static struct io_uring_sqe *get_sqe(struct copro_poller *p)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&p->ring);
+
+	if (!sqe) {
+		io_uring_submit(&p->ring);
+		p->wakes_queued = 0;
+		sqe = io_uring_get_sqe(&p->ring);
+	}
+	return sqe;
+}
+
+static void arm_cmd_read(struct copro_poller *p)
+{
+	static uint64_t sink;
+	struct io_uring_sqe *sqe = get_sqe(p);
+
+	if (!sqe)
+		return;
+	io_uring_prep_read(sqe, p->efd, &sink, sizeof(sink), 0);
+	io_uring_sqe_set_data64(sqe, TAG_CMD);
+}
+
+static void arm_doorbell(struct copro_poller *p, struct copro_session *s)
+{
+	struct io_uring_sqe *sqe = get_sqe(p);
+
+	if (!sqe)
+		return;
+	io_uring_prep_poll_multishot(sqe, s->sq_efd, POLLIN);
+	io_uring_sqe_set_data64(sqe, s->id);
+}
+
+static void mark_broken(struct copro_poller *p, struct copro_session *s, const char *why)
+{
+	static const uint64_t one = 1;
+
+	if (atomic_exchange(&s->broken, 1))
+		return;
+	__atomic_store_n(&s->sb->sq_flags, COPRO_SQ_BROKEN, __ATOMIC_RELEASE);
+	log_warn("client %llu (pid %d): %s; disconnecting it",
+		 (unsigned long long)s->id, (int)s->pid, why);
+	if (write(p->notify_efd, &one, sizeof(one)) < 0)
+		log_err("notify eventfd: %s", strerror(errno));
+}
+
+/* ---- executing one entry -------------------------------------------------- */
+
+/*
+ * Runs one submission (a private copy) and fills the completion. Everything
+ * the entry points at is validated by copro_admit() before it is used.
+ */
+static void execute(struct copro_poller *p, struct copro_session *s,
+		    const struct copro_sqe *copy, struct copro_cqe *cqe, uint64_t now)
+{
+	struct copro_job job;
+	int ret;
+
+	cqe->user_data = copy->user_data;
+	cqe->flags = 0;
+	cqe->aux = 0;
+	ret = copro_admit(copy, s->arena, s->lay.arena_size, p->reg, &job);
+	if (ret) {
+		if (job.model)
+			atomic_fetch_add_explicit(&job.model->failed, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&s->errors, 1, memory_order_relaxed);
+		cqe->res = ret;
+		return;
+	}
+	switch (job.sqe.opcode) {
+	case COPRO_OP_NOP:
+		ret = 0;
+		break;
+	case COPRO_OP_CANCEL:
+		/*
+		 * Every model in this version runs to completion when it is
+		 * admitted, so nothing is ever queued that could be cancelled.
+		 */
+		cqe->user_data = job.sqe.aux;
+		cqe->flags = COPRO_CQE_F_NOTIF;
+		ret = -ENOENT;
+		break;
+	default:
+		if (job.sqe.deadline_ns && now > job.sqe.deadline_ns) {
+			ret = COPRO_E_DEADLINE;
+			atomic_fetch_add_explicit(&s->errors, 1, memory_order_relaxed);
+			break;
+		}
+		ret = job.model->run(job.model, &job, s->arena);
+		atomic_fetch_add_explicit(&job.model->served, 1, memory_order_relaxed);
+		break;
+	}
+	cqe->res = ret;
+}
+
+/* Queues a CQ doorbell write; they are all submitted at the end of the pass. */
+static void queue_wake(struct copro_poller *p, struct copro_session *s)
+{
+	static const uint64_t one = 1;
+	struct io_uring_sqe *sqe = get_sqe(p);
+
+	if (!sqe)
+		return;
+	io_uring_prep_write(sqe, s->cq_efd, &one, sizeof(one), 0);
+	io_uring_sqe_set_data64(sqe, TAG_WAKE);
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	p->wakes_queued++;
+}
+
+/*
+ * Serves one session: takes as many entries as are ready and as the CQ has
+ * room for (back-pressure: an entry is never taken without a completion slot
+ * for it, so nothing is dropped), runs them, publishes their completions and
+ * wakes the client if it sleeps. Returns the number of entries taken.
+ */
+static uint32_t serve(struct copro_poller *p, struct copro_session *s, uint64_t now)
+{
+	uint32_t ready, space, n, i;
+	uint64_t t0 = now, t1;
+
+	if (atomic_load_explicit(&s->broken, memory_order_relaxed))
+		return 0;
+	ready = copro_ring_ready(&s->sq);
+	if (ready == UINT32_MAX) {
+		mark_broken(p, s, "SQ tail moved more than a ring ahead");
+		return 0;
+	}
+	if (!ready)
+		return 0;
+	n = ready < PASS_BUDGET ? ready : PASS_BUDGET;
+	space = copro_ring_space(&s->cq, n);
+	if (space < n)
+		n = space;
+	if (!n)
+		return 0;
+	for (i = 0; i < n; i++) {
+		struct copro_sqe copy;
+		struct copro_cqe cqe;
+
+		/* Copy first: the client may rewrite the slot while we look at it. */
+		memcpy(&copy, copro_ring_cons_slot(&s->sq, i), sizeof(copy));
+		execute(p, s, &copy, &cqe, t0);
+		t1 = now_ns();
+		cqe.queue_ns = sat32(t0 - now);
+		cqe.exec_ns = sat32(t1 - t0);
+		t0 = t1;
+		memcpy(copro_ring_prod_slot(&s->cq, i), &cqe, sizeof(cqe));
+	}
+	/* Release pairs with the client's acquire load of the SQ head. */
+	copro_ring_release(&s->sq, n);
+	/* Release pairs with the client's acquire load of the CQ tail. */
+	copro_ring_publish(&s->cq, n);
+	atomic_fetch_add_explicit(&s->served, n, memory_order_relaxed);
+	atomic_fetch_add_explicit(&p->completed, n, memory_order_relaxed);
+	/* Pairs with the client's fence between setting WAITING and re-checking. */
+	copro_fence();
+	if (__atomic_load_n(&s->sb->cq_flags, __ATOMIC_RELAXED) & COPRO_CQ_WAITING)
+		queue_wake(p, s);
+	return n;
+}
+
+/* ---- commands from the event loop ------------------------------------------- */
+
+static void remove_session(struct copro_poller *p, struct copro_session *s)
+{
+	struct io_uring_sqe *sqe;
+
+	for (uint32_t i = 0; i < p->n_sessions; i++) {
+		if (p->sessions[i] != s)
+			continue;
+		p->sessions[i] = p->sessions[--p->n_sessions];
+		break;
+	}
+	sqe = get_sqe(p);
+	if (sqe) {
+		io_uring_prep_poll_remove(sqe, s->id);
+		io_uring_sqe_set_data64(sqe, TAG_REMOVE);
+		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+		/* The kernel holds its own file references: closing below is safe. */
+		io_uring_submit(&p->ring);
+	}
+	copro_session_free(s);
+}
+
+static void handle_cmds(struct copro_poller *p)
+{
+	struct copro_poller_cmd *cmds;
+	uint32_t n;
+
+	pthread_mutex_lock(&p->lock);
+	cmds = p->cmds;
+	n = p->n_cmds;
+	p->cmds = NULL;
+	p->n_cmds = p->cap_cmds = 0;
+	atomic_store_explicit(&p->cmds_pending, 0, memory_order_relaxed);
+	pthread_mutex_unlock(&p->lock);
+
+	for (uint32_t i = 0; i < n; i++) {
+		struct copro_session *s = cmds[i].s;
+
+		if (cmds[i].op == POLLER_REMOVE) {
+			remove_session(p, s);
+			continue;
+		}
+		if (p->n_sessions == p->cap_sessions) {
+			uint32_t cap = p->cap_sessions ? 2 * p->cap_sessions : 64;
+			void *v = realloc(p->sessions, cap * sizeof(*p->sessions));
+
+			if (!v) {
+				log_err("out of memory adding client %llu", (unsigned long long)s->id);
+				mark_broken(p, s, "out of memory");
+				continue;
+			}
+			p->sessions = v;
+			p->cap_sessions = cap;
+		}
+		p->sessions[p->n_sessions++] = s;
+		arm_doorbell(p, s);
+		/* We are awake and will pass over it: no doorbell needed now. */
+		__atomic_store_n(&s->sb->sq_flags, 0, __ATOMIC_RELAXED);
+	}
+	free(cmds);
+	io_uring_submit(&p->ring);
+}
+
+static int push_cmd(struct copro_poller *p, int op, struct copro_session *s)
+{
+	static const uint64_t one = 1;
+	int ret = 0;
+
+	pthread_mutex_lock(&p->lock);
+	if (p->n_cmds == p->cap_cmds) {
+		uint32_t cap = p->cap_cmds ? 2 * p->cap_cmds : 16;
+		void *v = realloc(p->cmds, cap * sizeof(*p->cmds));
+
+		if (!v) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		p->cmds = v;
+		p->cap_cmds = cap;
+	}
+	p->cmds[p->n_cmds++] = (struct copro_poller_cmd){ .op = op, .s = s };
+	atomic_store_explicit(&p->cmds_pending, 1, memory_order_release);
+out:
+	pthread_mutex_unlock(&p->lock);
+	if (!ret && write(p->efd, &one, sizeof(one)) < 0)
+		ret = -errno;
+	return ret;
+}
+
+int copro_poller_add(struct copro_poller *p, struct copro_session *s)
+{
+	return push_cmd(p, POLLER_ADD, s);
+}
+
+int copro_poller_remove(struct copro_poller *p, struct copro_session *s)
+{
+	return push_cmd(p, POLLER_REMOVE, s);
+}
+
+/* ---- the loop ----------------------------------------------------------------- */
+
+/* Reaps our own io_uring completions without blocking. */
+static void reap_uring(struct copro_poller *p)
+{
+	struct io_uring_cqe *cqe;
+	unsigned int head, n = 0;
+	int rearm_cmd = 0;
+
+	io_uring_for_each_cqe(&p->ring, head, cqe) {
+		uint64_t tag = io_uring_cqe_get_data64(cqe);
+
+		n++;
+		if (tag == TAG_CMD) {
+			rearm_cmd = 1;
+		} else if (tag >= 16 && !(cqe->flags & IORING_CQE_F_MORE) &&
+			   cqe->res != -ECANCELED && cqe->res != -ENOENT) {
+			/* A multishot poll ended on its own: re-arm it if the session lives. */
+			for (uint32_t i = 0; i < p->n_sessions; i++)
+				if (p->sessions[i]->id == tag)
+					arm_doorbell(p, p->sessions[i]);
+		}
+	}
+	io_uring_cq_advance(&p->ring, n);
+	if (rearm_cmd)
+		arm_cmd_read(p);
+}
+
+/*
+ * Sleeps until a client rings its SQ doorbell or a command arrives. The
+ * NEED_WAKEUP flags go up first, then a full fence, then one more look at
+ * every ring: a client that published before our look is seen now, one that
+ * publishes after it sees the flag and rings (see copro_fence()).
+ */
+static void sleep_on_doorbells(struct copro_poller *p)
+{
+	int work = 0;
+
+	for (uint32_t i = 0; i < p->n_sessions; i++)
+		__atomic_store_n(&p->sessions[i]->sb->sq_flags, COPRO_SQ_NEED_WAKEUP,
+				 __ATOMIC_RELAXED);
+	copro_fence();
+	for (uint32_t i = 0; i < p->n_sessions && !work; i++) {
+		struct copro_session *s = p->sessions[i];
+
+		work = copro_load_acquire(s->sq.tail) != s->sq.local;
+	}
+	if (!work && !atomic_load(&p->cmds_pending) && !atomic_load(&p->stop)) {
+		atomic_fetch_add_explicit(&p->sleeps, 1, memory_order_relaxed);
+		io_uring_submit_and_wait(&p->ring, 1);
+	}
+	for (uint32_t i = 0; i < p->n_sessions; i++)
+		if (!atomic_load_explicit(&p->sessions[i]->broken, memory_order_relaxed))
+			__atomic_store_n(&p->sessions[i]->sb->sq_flags, 0, __ATOMIC_RELAXED);
+}
+
+static uint32_t pass(struct copro_poller *p)
+{
+	uint64_t now = now_ns();
+	uint32_t work = 0;
+
+	for (uint32_t i = 0; i < p->n_sessions; i++)
+		work += serve(p, p->sessions[i], now);
+	if (p->wakes_queued) {
+		io_uring_submit(&p->ring);
+		atomic_fetch_add_explicit(&p->wakeups_sent, p->wakes_queued, memory_order_relaxed);
+		p->wakes_queued = 0;
+	}
+	atomic_fetch_add_explicit(&p->passes, 1, memory_order_relaxed);
+	return work;
+}
+
+static void *poller_main(void *arg)
+{
+	struct copro_poller *p = arg;
+	uint64_t idle_since = 0;
+
+	arm_cmd_read(p);
+	io_uring_submit(&p->ring);
+	for (;;) {
+		uint32_t idle;
+		uint64_t now;
+
+		if (atomic_load_explicit(&p->cmds_pending, memory_order_acquire))
+			handle_cmds(p);
+		if (atomic_load_explicit(&p->stop, memory_order_acquire)) {
+			pass(p);	/* work already submitted finishes */
+			break;
+		}
+		if (pass(p)) {
+			idle_since = 0;
+			continue;
+		}
+		if (*p->ring.cq.ktail != *p->ring.cq.khead)
+			reap_uring(p);
+		idle = atomic_load_explicit(&p->idle, memory_order_relaxed);
+		if (idle == COPRO_IDLE_SRV_SPIN) {
+			cpu_relax();
+			continue;
+		}
+		now = now_ns();
+		if (!idle_since)
+			idle_since = now;
+		if (now - idle_since < atomic_load_explicit(&p->spin_ns, memory_order_relaxed)) {
+			cpu_relax();
+			continue;
+		}
+		if (idle == COPRO_IDLE_SRV_YIELD) {
+			sched_yield();
+			continue;
+		}
+		sleep_on_doorbells(p);
+		reap_uring(p);
+		idle_since = 0;
+	}
+	return NULL;
+}
+
+int copro_poller_start(struct copro_poller *p, struct copro_registry *reg, uint32_t idle,
+		       uint32_t spin_us, int notify_efd)
+{
+	int ret;
+
+	memset(p, 0, sizeof(*p));
+	p->reg = reg;
+	p->notify_efd = notify_efd;
+	atomic_store(&p->idle, idle);
+	atomic_store(&p->spin_ns, spin_us * 1000U);
+	pthread_mutex_init(&p->lock, NULL);
+	p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (p->efd < 0)
+		return -errno;
+	ret = io_uring_queue_init(URING_ENTRIES, &p->ring, 0);
+	if (ret < 0) {
+		close(p->efd);
+		return ret;
+	}
+	ret = -pthread_create(&p->thread, NULL, poller_main, p);
+	if (ret) {
+		io_uring_queue_exit(&p->ring);
+		close(p->efd);
+	}
+	return ret;
+}
+
+void copro_poller_set_idle(struct copro_poller *p, uint32_t idle, uint32_t spin_us)
+{
+	static const uint64_t one = 1;
+
+	atomic_store(&p->idle, idle);
+	atomic_store(&p->spin_ns, spin_us * 1000U);
+	if (write(p->efd, &one, sizeof(one)) < 0)
+		log_err("poller eventfd: %s", strerror(errno));
+}
+
+void copro_poller_stop(struct copro_poller *p)
+{
+	static const uint64_t one = 1;
+
+	atomic_store_explicit(&p->stop, 1, memory_order_release);
+	if (write(p->efd, &one, sizeof(one)) < 0)
+		log_err("poller eventfd: %s", strerror(errno));
+	pthread_join(p->thread, NULL);
+	/* Commands that raced with the stop still hand over sessions to free. */
+	handle_cmds(p);
+	for (uint32_t i = 0; i < p->n_sessions; i++)
+		copro_session_free(p->sessions[i]);
+	free(p->sessions);
+	io_uring_queue_exit(&p->ring);
+	close(p->efd);
+	pthread_mutex_destroy(&p->lock);
+}
