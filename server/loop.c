@@ -493,6 +493,8 @@ static void reload(struct copro_server *srv)
 	}
 	if (srv->override_mask & COPRO_OVR_IDLE)
 		cfg.idle = srv->overrides.idle;
+	if (srv->override_mask & COPRO_OVR_SPIN)
+		cfg.spin_us = srv->overrides.spin_us;
 	if (srv->override_mask & COPRO_OVR_LOG)
 		cfg.log_level = srv->overrides.log_level;
 	if (strcmp(cfg.socket, srv->cfg.socket) && !(srv->override_mask & COPRO_OVR_SOCKET))

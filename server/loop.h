@@ -45,6 +45,7 @@ struct copro_server {
 #define COPRO_OVR_SOCKET	(1U << 0)
 #define COPRO_OVR_IDLE		(1U << 1)
 #define COPRO_OVR_LOG		(1U << 2)
+#define COPRO_OVR_SPIN		(1U << 3)
 
 /*
  * Binds the socket, blocks the signals the loop handles, starts the poller.

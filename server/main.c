@@ -20,7 +20,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: coprod [-c FILE] [-s PATH] [-i spin|yield|sleep] [-d] [-v] [-h] [-V]\n"
+		"usage: coprod [-c FILE] [-s PATH] [-i spin|yield|sleep] [--spin-us N] [-d] [-v] [-h] [-V]\n"
 		"\n"
 		"The copro inference coprocessor daemon: serves models to local clients\n"
 		"through shared-memory rings.\n"
@@ -29,6 +29,8 @@ static void usage(FILE *f)
 		"  -s, --socket PATH   listen on PATH (default: $COPRO_SOCKET, else\n"
 		"                      $XDG_RUNTIME_DIR/coprod.sock, else /tmp/coprod-UID.sock)\n"
 		"  -i, --idle MODE     poller idle strategy: spin, yield or sleep (default sleep)\n"
+		"      --spin-us N     spin this long after work before yielding or sleeping\n"
+		"                      (default 50)\n"
 		"  -d, --daemonize     detach from the terminal (default: foreground)\n"
 		"  -v, --verbose       log debug messages\n"
 		"  -h, --help          show this help\n"
@@ -70,6 +72,7 @@ int main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "socket", required_argument, NULL, 's' },
 		{ "idle", required_argument, NULL, 'i' },
+		{ "spin-us", required_argument, NULL, 'S' },
 		{ "daemonize", no_argument, NULL, 'd' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -77,7 +80,7 @@ int main(int argc, char **argv)
 		{ 0 }
 	};
 	static struct copro_server srv;
-	const char *config = NULL, *sock = NULL;
+	const char *config = NULL, *sock = NULL, *spin = NULL;
 	int idle = -1, verbose = 0, detach = 0, c, ret;
 
 	while ((c = getopt_long(argc, argv, "c:s:i:dvhV", opts, NULL)) != -1) {
@@ -95,6 +98,9 @@ int main(int argc, char **argv)
 					optarg);
 				return 2;
 			}
+			break;
+		case 'S':
+			spin = optarg;
 			break;
 		case 'd':
 			detach = 1;
@@ -140,6 +146,14 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		srv.override_mask |= COPRO_OVR_SOCKET;
+	}
+	if (spin) {
+		if (copro_config_set(&srv.cfg, "spin_us", spin)) {
+			fprintf(stderr, "coprod: bad --spin-us '%s' (0..1000000)\n", spin);
+			return 2;
+		}
+		srv.overrides.spin_us = srv.cfg.spin_us;
+		srv.override_mask |= COPRO_OVR_SPIN;
 	}
 	if (idle >= 0) {
 		srv.cfg.idle = (uint32_t)idle;
