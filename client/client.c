@@ -39,7 +39,7 @@
 
 /* io_uring user_data tags of the client's private ring. */
 #define TAG_HUP			1
-#define TAG_CQ_READ		2
+#define TAG_CQ_POLL		2
 #define TAG_DOORBELL		3
 
 struct copro_client {
@@ -57,8 +57,9 @@ struct copro_client {
 	struct copro_arena alloc;	/* tensor space after desc_area */
 
 	struct io_uring uring;
-	uint64_t efd_buf;		/* target of the CQ doorbell read */
-	uint8_t cq_read_armed;
+	uint8_t cq_poll_armed;		/* multishot poll on cq_efd is live */
+	uint8_t doorbell_queued;	/* an SQ doorbell write not yet submitted */
+	uint8_t defer_doorbell;		/* copro_run: submit the doorbell with the wait */
 	uint8_t dead;			/* socket hung up or region broken */
 	uint32_t idle;
 	uint32_t spin_ns;
@@ -540,8 +541,8 @@ static int check_alive(struct copro_client *c)
 		n++;
 		if (tag == TAG_HUP)
 			c->dead = 1;
-		else if (tag == TAG_CQ_READ)
-			c->cq_read_armed = 0;
+		else if (tag == TAG_CQ_POLL && !(cqe->flags & IORING_CQE_F_MORE))
+			c->cq_poll_armed = 0;
 	}
 	if (n)
 		io_uring_cq_advance(&c->uring, n);
@@ -589,7 +590,21 @@ static void maybe_ring_sq(struct copro_client *c)
 	io_uring_prep_write(sqe, c->sq_efd, &one, sizeof(one), 0);
 	io_uring_sqe_set_data64(sqe, TAG_DOORBELL);
 	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	/* copro_run() about to sleep submits this with its wait: one syscall. */
+	if (c->defer_doorbell && c->idle == COPRO_IDLE_BLOCK) {
+		c->doorbell_queued = 1;
+		return;
+	}
 	io_uring_submit(&c->uring);
+}
+
+/* Submits a doorbell that copro_run() deferred, before any spinning. */
+static void flush_doorbell(struct copro_client *c)
+{
+	if (c->doorbell_queued) {
+		c->doorbell_queued = 0;
+		io_uring_submit(&c->uring);
+	}
 }
 
 static int prep_sqe(struct copro_client *c, const struct copro_request *r, uint32_t idx)
@@ -753,16 +768,22 @@ static int sleep_on_cq(struct copro_client *c, uint64_t deadline)
 		ret = 0;
 		goto out;
 	}
-	if (!c->cq_read_armed) {
+	if (!c->cq_poll_armed) {
+		/*
+		 * One multishot poll serves every sleep: each server write to the
+		 * doorbell posts a completion. The eventfd is never read; a stale
+		 * completion only means one spurious look at the ring.
+		 */
 		sqe = io_uring_get_sqe(&c->uring);
 		if (!sqe) {
 			ret = check_alive(c);
 			goto out;
 		}
-		io_uring_prep_read(sqe, c->cq_efd, &c->efd_buf, sizeof(c->efd_buf), 0);
-		io_uring_sqe_set_data64(sqe, TAG_CQ_READ);
-		c->cq_read_armed = 1;
+		io_uring_prep_poll_multishot(sqe, c->cq_efd, POLLIN);
+		io_uring_sqe_set_data64(sqe, TAG_CQ_POLL);
+		c->cq_poll_armed = 1;
 	}
+	c->doorbell_queued = 0;
 	if (deadline) {
 		uint64_t now = now_ns();
 		uint64_t left = deadline > now ? deadline - now : 0;
@@ -807,6 +828,16 @@ static int do_wait(struct copro_client *c, struct copro_cqe *cqes, unsigned int 
 	if (timeout_ns > 0)
 		deadline = start + (uint64_t)timeout_ns;
 	spin_until = c->idle == COPRO_IDLE_SPIN ? UINT64_MAX : start + c->spin_ns;
+	if (c->idle == COPRO_IDLE_BLOCK && c->spin_ns < 1000) {
+		/* No spin phase: sleep at once (submitting any deferred doorbell). */
+		ret = sleep_on_cq(c, deadline);
+		if (ret < 0 && ret != -EIO) {
+			n = reap(c, cqes, max, use_stash);
+			return n ? (int)n : ret;
+		}
+	} else {
+		flush_doorbell(c);
+	}
 
 	for (;;) {
 		n = reap(c, cqes, max, use_stash);
@@ -866,7 +897,7 @@ static int stash_push(struct copro_client *c, const struct copro_cqe *cqe)
 	return 0;
 }
 
-int copro_run(struct copro_client *c, const struct copro_request *req, int64_t timeout_ns)
+static int run_one(struct copro_client *c, const struct copro_request *req, int64_t timeout_ns)
 {
 	uint64_t deadline = 0;
 	struct copro_cqe cqe;
@@ -874,7 +905,9 @@ int copro_run(struct copro_client *c, const struct copro_request *req, int64_t t
 
 	if (!c || !req)
 		return -EINVAL;
+	c->defer_doorbell = 1;
 	ret = copro_submit(c, req, 1);
+	c->defer_doorbell = 0;
 	if (ret < 0)
 		return ret;
 	if (timeout_ns > 0)
@@ -910,4 +943,15 @@ int copro_run(struct copro_client *c, const struct copro_request *req, int64_t t
 		if (ret)
 			return ret;
 	}
+}
+
+int copro_run(struct copro_client *c, const struct copro_request *req, int64_t timeout_ns)
+{
+	int ret;
+
+	if (!c || !req)
+		return -EINVAL;
+	ret = run_one(c, req, timeout_ns);
+	flush_doorbell(c);	/* a doorbell deferred for a wait that never slept */
+	return ret;
 }
