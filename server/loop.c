@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -541,6 +542,7 @@ static void on_signal(struct copro_server *srv)
 static int bind_socket(struct copro_server *srv)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	mode_t old_mask;
 	int fd, ret;
 
 	if (strlen(srv->cfg.socket) >= sizeof(sa.sun_path)) {
@@ -558,7 +560,11 @@ static int bind_socket(struct copro_server *srv)
 	}
 	if (errno == ECONNREFUSED)
 		unlink(srv->cfg.socket);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	/* The socket file is born with the right mode: no window with umask's. */
+	old_mask = umask(~srv->cfg.socket_mode & 0777);
+	ret = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old_mask);
+	if (ret < 0) {
 		ret = -errno;
 		log_err("bind %s: %s", srv->cfg.socket, strerror(errno));
 		close(fd);
@@ -591,6 +597,15 @@ int copro_server_init(struct copro_server *srv)
 	}
 	copro_registry_init(&srv->reg);
 	signal(SIGPIPE, SIG_IGN);
+	/* Three descriptors per client: allow as many as the hard limit lets us. */
+	{
+		struct rlimit rl;
+
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
 	/* Block before any thread starts, so only the signalfd sees them. */
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
