@@ -144,10 +144,15 @@ static int ini_cb(void *user, const char *section, const char *name, const char 
 	int r;
 
 	if (strcmp(section, "server")) {
+		if (cfg->errmsg[0])
+			return 0;
 		snprintf(cfg->errmsg, sizeof(cfg->errmsg), "unknown section [%s]", section);
 		return 0;
 	}
 	r = copro_config_set(cfg, name, value);
+	/* inih keeps going after an error and reports the first bad line: keep its message. */
+	if (r && cfg->errmsg[0])
+		return 0;
 	if (r == -ENOENT)
 		snprintf(cfg->errmsg, sizeof(cfg->errmsg), "unknown key '%s'", name);
 	else if (r)
@@ -161,6 +166,7 @@ int copro_config_load(struct copro_config *cfg, const char *path)
 	int line;
 
 	cfg->errmsg[0] = '\0';
+	cfg->errline = 0;
 	if (!f) {
 		snprintf(cfg->errmsg, sizeof(cfg->errmsg), "%s: cannot open", path);
 		return -ENOENT;

@@ -570,9 +570,9 @@ static int bind_socket(struct copro_server *srv)
 		close(fd);
 		return ret;
 	}
-	if (chmod(srv->cfg.socket, srv->cfg.socket_mode) < 0 || listen(fd, 128) < 0) {
+	if (listen(fd, 128) < 0) {
 		ret = -errno;
-		log_err("%s: %s", srv->cfg.socket, strerror(errno));
+		log_err("listen %s: %s", srv->cfg.socket, strerror(-ret));
 		close(fd);
 		unlink(srv->cfg.socket);
 		return ret;

@@ -95,7 +95,9 @@ static int ring_check(const struct copro_ring_off *o, uint32_t esize, uint64_t f
 	/* Head and tail must sit on different cache lines of the ring part. */
 	if (o->tail / COPRO_CACHELINE == o->head / COPRO_CACHELINE)
 		return -EPROTO;
-	if (o->tail < o->off || o->head < o->off || o->entries < o->off)
+	/* Both index words lie in the ring's own header, before its entries. */
+	if (o->tail < o->off || o->head < o->off || o->entries < o->off ||
+	    (uint64_t)o->tail + 4 > o->entries || (uint64_t)o->head + 4 > o->entries)
 		return -ERANGE;
 	if ((uint64_t)o->tail + 4 > file_size || (uint64_t)o->head + 4 > file_size)
 		return -ERANGE;

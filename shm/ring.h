@@ -70,13 +70,19 @@ static inline uint32_t copro_ring_space(struct copro_ring *r, uint32_t want)
 {
 	uint32_t size = r->mask + 1;
 	uint32_t space = size - (r->local - r->cached);
+	uint32_t head;
 
 	if (space < want) {
-		r->cached = copro_load_acquire(r->head);
-		space = size - (r->local - r->cached);
-		/* A consumer that moved head past our tail is broken: report full. */
+		head = copro_load_acquire(r->head);
+		space = size - (r->local - head);
+		/*
+		 * A consumer that moved head past our tail is broken: report
+		 * full, and do not cache the bad value, so the next call checks
+		 * again instead of trusting it.
+		 */
 		if (space > size)
-			space = 0;
+			return 0;
+		r->cached = head;
 	}
 	return space;
 }
@@ -102,12 +108,14 @@ static inline void copro_ring_publish(struct copro_ring *r, uint32_t n)
 static inline uint32_t copro_ring_ready(struct copro_ring *r)
 {
 	uint32_t n = r->cached - r->local;
+	uint32_t tail;
 
 	if (n == 0) {
-		r->cached = copro_load_acquire(r->tail);
-		n = r->cached - r->local;
+		tail = copro_load_acquire(r->tail);
+		n = tail - r->local;
 		if (n > r->mask + 1)
-			return UINT32_MAX;
+			return UINT32_MAX;	/* not cached: stays broken */
+		r->cached = tail;
 	}
 	return n;
 }
