@@ -134,6 +134,7 @@ const char *copro_strerror(int err)
 	case EMFILE: return "too many open files";
 	case ECANCELED: return "operation cancelled";
 	case ENOTSUP: return "not supported";
+	case EFBIG: return "arena larger than the daemon allows (max_arena_mib)";
 	default: return "unknown error";
 	}
 }
@@ -288,14 +289,12 @@ int copro_connect(const char *path, const struct copro_opts *opts, struct copro_
 	for (int i = 0; i < 4; i++)
 		if (o.resv[i])
 			return -EINVAL;
-	if (o.idle > COPRO_IDLE_BLOCK)
+	if (o.idle > COPRO_IDLE_MAX)
 		return -EINVAL;
 	if (!o.sq_entries)
 		o.sq_entries = DEF_SQ_ENTRIES;
 	if (!o.arena_bytes)
 		o.arena_bytes = DEF_ARENA;
-	if (!opts)
-		o.idle = COPRO_IDLE_BLOCK;
 	if (!o.spin_ns)
 		o.spin_ns = DEF_SPIN_NS;
 	if (o.sq_entries > COPRO_SQ_MAX || o.arena_bytes > COPRO_ARENA_MAX)
@@ -831,7 +830,7 @@ static int do_wait(struct copro_client *c, struct copro_cqe *cqes, unsigned int 
 	if (c->idle == COPRO_IDLE_BLOCK && c->spin_ns < 1000) {
 		/* No spin phase: sleep at once (submitting any deferred doorbell). */
 		ret = sleep_on_cq(c, deadline);
-		if (ret < 0 && ret != -EIO) {
+		if (ret < 0) {
 			n = reap(c, cqes, max, use_stash);
 			return n ? (int)n : ret;
 		}
@@ -858,7 +857,7 @@ static int do_wait(struct copro_client *c, struct copro_cqe *cqes, unsigned int 
 					sched_yield();
 				} else if (c->idle == COPRO_IDLE_BLOCK) {
 					ret = sleep_on_cq(c, deadline);
-					if (ret < 0 && ret != -EIO) {
+					if (ret < 0) {
 						n = reap(c, cqes, max, use_stash);
 						return n ? (int)n : ret;
 					}

@@ -30,9 +30,10 @@ extern "C" {
 /* Error codes (COPRO_E_*) are part of the ABI: see copro_abi.h. */
 
 /* How a client waits for completions (struct copro_opts.idle). */
-#define COPRO_IDLE_SPIN		0	/* busy-poll: lowest latency, burns a CPU */
-#define COPRO_IDLE_YIELD	1	/* spin, then sched_yield() between checks */
-#define COPRO_IDLE_BLOCK	2	/* spin for spin_ns, then sleep on the doorbell */
+#define COPRO_IDLE_BLOCK	0	/* default: spin for spin_ns, then sleep on the doorbell */
+#define COPRO_IDLE_SPIN		1	/* busy-poll: lowest latency, burns a CPU */
+#define COPRO_IDLE_YIELD	2	/* spin, then sched_yield() between checks */
+#define COPRO_IDLE_MAX		2
 
 struct copro_client;
 
@@ -42,7 +43,7 @@ struct copro_opts {
 	uint32_t cq_entries;	/* default 2 * sq_entries */
 	uint64_t arena_bytes;	/* default 4 MiB */
 	uint32_t idle;		/* COPRO_IDLE_*, default COPRO_IDLE_BLOCK */
-	uint32_t spin_ns;	/* spin before sleeping/yielding, default 20000 */
+	uint32_t spin_ns;	/* spin before sleeping/yielding; 0 = 20000, 1 = sleep at once */
 	uint64_t resv[4];	/* must be zero */
 };
 

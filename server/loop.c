@@ -228,7 +228,7 @@ static int do_hello(struct copro_server *srv, struct copro_session *s, size_t n)
 		snprintf(why, sizeof(why), "arena of %llu bytes exceeds max_arena_mib %llu",
 			 (unsigned long long)h->arena_size,
 			 (unsigned long long)srv->cfg.max_arena_mib);
-		return reply_error(s, COPRO_MSG_HELLO, h->hdr.seq, -EINVAL, why);
+		return reply_error(s, COPRO_MSG_HELLO, h->hdr.seq, -EFBIG, why);
 	}
 	ret = copro_layout_compute(h->sq_entries, h->cq_entries, h->arena_size, &lay);
 	if (ret)
