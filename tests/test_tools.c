@@ -22,6 +22,8 @@
 
 static char bindir[256];
 static char dir[64];
+static pid_t started[16];	/* daemons to kill if a test fails before stopping them */
+static int n_started;
 
 /*
  * Runs a shell command line, capturing stdout+stderr into out (truncated),
@@ -67,6 +69,10 @@ static int teardown(void **state)
 {
 	char out[256];
 
+	for (int i = 0; i < n_started; i++)
+		if (started[i] > 0 && kill(started[i], SIGKILL) == 0)
+			waitpid(started[i], NULL, 0);
+
 	run(out, sizeof(out), "rm -rf %s", dir);
 	return 0;
 }
@@ -87,8 +93,11 @@ static pid_t start(const char *extra, char *sock, size_t len)
 	for (int i = 0; i < 300; i++) {
 		struct stat st;
 
-		if (stat(sock, &st) == 0)
+		if (stat(sock, &st) == 0) {
+			if (n_started < 16)
+				started[n_started++] = pid;
 			return pid;
+		}
 		usleep(10000);
 	}
 	kill(pid, SIGKILL);
@@ -100,6 +109,10 @@ static pid_t start(const char *extra, char *sock, size_t len)
 static int stop(pid_t pid, int sig)
 {
 	int st;
+
+	for (int i = 0; i < n_started; i++)
+		if (started[i] == pid)
+			started[i] = 0;	/* reaped below: never signal it again */
 
 	kill(pid, sig);
 	for (int i = 0; i < 500; i++) {
