@@ -569,7 +569,10 @@ static void fill_desc(struct copro_tensor_desc *d, const struct copro_tensor *t)
 	d->resv1 = 0;
 }
 
-/* Rings the server's doorbell if its poller said it is going to sleep. */
+/*
+ * Rings the server's doorbell if its poller said it is going to sleep.
+ * copro_run() may defer the write to submit it with its own wait.
+ */
 static void maybe_ring_sq(struct copro_client *c)
 {
 	static const uint64_t one = 1;
@@ -714,9 +717,21 @@ static unsigned int reap_ring(struct copro_client *c, struct copro_cqe *out, uns
 	n = ready < max ? ready : max;
 	for (unsigned int i = 0; i < n; i++)
 		memcpy(&out[i], copro_ring_cons_slot(&c->cq, i), sizeof(*out));
-	if (n)
-		/* Release pairs with the server's acquire load of the CQ head. */
-		copro_ring_release(&c->cq, n);
+	if (!n)
+		return 0;
+	/* Release pairs with the server's acquire load of the CQ head. */
+	copro_ring_release(&c->cq, n);
+	/*
+	 * Entries still queued may be waiting for the CQ room we just made,
+	 * with the poller asleep: ring if it said so (fence inside).
+	 */
+	if (c->sq.local != copro_load_relaxed(c->sq.head)) {
+		uint8_t defer = c->defer_doorbell;
+
+		c->defer_doorbell = 0;
+		maybe_ring_sq(c);
+		c->defer_doorbell = defer;
+	}
 	return n;
 }
 

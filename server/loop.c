@@ -699,8 +699,10 @@ int copro_server_run(struct copro_server *srv)
 	close(srv->listen_fd);
 	srv->listen_fd = -1;
 	unlink(srv->cfg.socket);
-	copro_poller_stop(&srv->poller);
-	/* The poller freed every session it served; free the rest. */
+	/*
+	 * Forget every session before the poller frees the ones it serves;
+	 * free here only those that never reached it.
+	 */
 	while (srv->sessions) {
 		struct copro_session *s = srv->sessions;
 
@@ -708,6 +710,7 @@ int copro_server_run(struct copro_server *srv)
 		if (!s->hello_done)
 			copro_session_free(s);
 	}
+	copro_poller_stop(&srv->poller);
 	log_info("stopped");
 	return 0;
 }

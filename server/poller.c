@@ -22,10 +22,11 @@
 #define POLLER_ADD	1
 #define POLLER_REMOVE	2
 
-/* io_uring user_data tags; session polls use the session id (>= 16). */
+/* io_uring user_data tags; a session's doorbell poll is TAG_SESSION + its id. */
 #define TAG_CMD		1
 #define TAG_WAKE	2
 #define TAG_REMOVE	3
+#define TAG_SESSION	16
 
 #define PASS_BUDGET	64	/* most entries taken from one ring per pass */
 #define URING_ENTRIES	1024
@@ -83,7 +84,7 @@ static void arm_doorbell(struct copro_poller *p, struct copro_session *s)
 	if (!sqe)
 		return;
 	io_uring_prep_poll_multishot(sqe, s->sq_efd, POLLIN);
-	io_uring_sqe_set_data64(sqe, s->id);
+	io_uring_sqe_set_data64(sqe, TAG_SESSION + s->id);
 }
 
 static void mark_broken(struct copro_poller *p, struct copro_session *s, const char *why)
@@ -228,7 +229,7 @@ static void remove_session(struct copro_poller *p, struct copro_session *s)
 	}
 	sqe = get_sqe(p);
 	if (sqe) {
-		io_uring_prep_poll_remove(sqe, s->id);
+		io_uring_prep_poll_remove(sqe, TAG_SESSION + s->id);
 		io_uring_sqe_set_data64(sqe, TAG_REMOVE);
 		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 		/* The kernel holds its own file references: closing below is safe. */
@@ -329,11 +330,11 @@ static void reap_uring(struct copro_poller *p)
 		n++;
 		if (tag == TAG_CMD) {
 			rearm_cmd = 1;
-		} else if (tag >= 16 && !(cqe->flags & IORING_CQE_F_MORE) &&
+		} else if (tag >= TAG_SESSION && !(cqe->flags & IORING_CQE_F_MORE) &&
 			   cqe->res != -ECANCELED && cqe->res != -ENOENT) {
 			/* A multishot poll ended on its own: re-arm it if the session lives. */
 			for (uint32_t i = 0; i < p->n_sessions; i++)
-				if (p->sessions[i]->id == tag)
+				if (TAG_SESSION + p->sessions[i]->id == tag)
 					arm_doorbell(p, p->sessions[i]);
 		}
 	}
@@ -352,22 +353,36 @@ static void sleep_on_doorbells(struct copro_poller *p)
 {
 	int work = 0;
 
-	for (uint32_t i = 0; i < p->n_sessions; i++)
-		__atomic_store_n(&p->sessions[i]->sb->sq_flags, COPRO_SQ_NEED_WAKEUP,
-				 __ATOMIC_RELAXED);
+	for (uint32_t i = 0; i < p->n_sessions; i++) {
+		struct copro_session *s = p->sessions[i];
+
+		if (!atomic_load_explicit(&s->broken, memory_order_relaxed))
+			__atomic_store_n(&s->sb->sq_flags, COPRO_SQ_NEED_WAKEUP, __ATOMIC_RELAXED);
+	}
 	copro_fence();
 	for (uint32_t i = 0; i < p->n_sessions && !work; i++) {
 		struct copro_session *s = p->sessions[i];
 
-		work = copro_load_acquire(s->sq.tail) != s->sq.local;
+		/*
+		 * Work is an entry we can take now. Entries waiting behind a full
+		 * CQ are not: the client rings when it reaps with entries still
+		 * queued and NEED_WAKEUP set (see reap_ring() in libcopro).
+		 */
+		if (atomic_load_explicit(&s->broken, memory_order_relaxed))
+			continue;
+		work = copro_load_acquire(s->sq.tail) != s->sq.local &&
+		       copro_ring_space(&s->cq, 1) > 0;
 	}
 	if (!work && !atomic_load(&p->cmds_pending) && !atomic_load(&p->stop)) {
 		atomic_fetch_add_explicit(&p->sleeps, 1, memory_order_relaxed);
 		io_uring_submit_and_wait(&p->ring, 1);
 	}
-	for (uint32_t i = 0; i < p->n_sessions; i++)
-		if (!atomic_load_explicit(&p->sessions[i]->broken, memory_order_relaxed))
-			__atomic_store_n(&p->sessions[i]->sb->sq_flags, 0, __ATOMIC_RELAXED);
+	for (uint32_t i = 0; i < p->n_sessions; i++) {
+		struct copro_session *s = p->sessions[i];
+
+		if (!atomic_load_explicit(&s->broken, memory_order_relaxed))
+			__atomic_store_n(&s->sb->sq_flags, 0, __ATOMIC_RELAXED);
+	}
 }
 
 static uint32_t pass(struct copro_poller *p)
