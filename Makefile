@@ -26,7 +26,7 @@ comma := ,
 
 override CFLAGS += -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes \
 	-Wno-unused-parameter -fPIC -pthread -MMD -MP -D_GNU_SOURCE \
-	-Ishm -Iclient -Iserver
+	-Ishm -Iclient -Iserver -Ikernels -I$(BUILD)/gen
 ifeq ($(WERROR),1)
 override CFLAGS += -Werror
 endif
@@ -34,6 +34,11 @@ endif
 URING_LIBS := $(shell pkg-config --libs liburing 2>/dev/null || echo -luring)
 INIH_LIBS := $(shell pkg-config --libs inih 2>/dev/null || echo -linih)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+PROTOBUF_LIBS := $(shell pkg-config --libs libprotobuf-c 2>/dev/null || echo -lprotobuf-c)
+BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+BLAS_LIBS := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+override CFLAGS += $(BLAS_CFLAGS)
+ONNX_PROTO ?= /usr/include/onnx/onnx.proto
 
 ifeq ($(V),1)
 Q :=
@@ -46,6 +51,8 @@ endif
 SHM_SRC := $(wildcard shm/*.c)
 CLIENT_SRC := $(wildcard client/*.c)
 SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
+KERNEL_SRC := $(wildcard kernels/*.c kernels/cpu/*.c kernels/onnx/*.c)
+GEN_SRC := $(BUILD)/gen/onnx.pb-c.c
 TOOL_SRC := $(wildcard tools/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 BENCH_SRC := $(wildcard bench/*.c)
@@ -56,6 +63,7 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 LIBCOPRO_A := $(BUILD)/lib/libcopro.a
 LIBCOPRO_SO := $(BUILD)/lib/libcopro.so.1
 LIBCOPROD_A := $(BUILD)/lib/libcoprod.a
+LIBCOPROK_A := $(BUILD)/lib/libcoprok.a
 COPROD := $(BUILD)/bin/coprod
 TOOLS := $(patsubst tools/%.c,$(BUILD)/bin/%,$(TOOL_SRC))
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
@@ -63,9 +71,10 @@ HELPERS := $(patsubst tests/helpers/%.c,$(BUILD)/tests/%,$(HELPER_SRC))
 BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 CLIENT_LIBS := $(URING_LIBS) -lpthread
-SERVER_LIBS := $(URING_LIBS) $(INIH_LIBS) -lpthread
+KERNEL_LIBS := $(PROTOBUF_LIBS) $(BLAS_LIBS) -lm
+SERVER_LIBS := $(URING_LIBS) $(INIH_LIBS) $(KERNEL_LIBS) -lpthread
 
-all: $(LIBCOPRO_A) $(LIBCOPRO_SO) $(COPROD) $(TOOLS) $(BUILD)/copro.pc
+all: $(LIBCOPRO_A) $(LIBCOPRO_SO) $(LIBCOPROK_A) $(COPROD) $(TOOLS) $(BUILD)/copro.pc
 build-tests: all $(TESTS) $(HELPERS)
 build-bench: all $(BENCHES)
 
@@ -88,15 +97,31 @@ $(LIBCOPROD_A): $(call obj,$(SERVER_SRC) $(SHM_SRC))
 	@mkdir -p $(dir $@)
 	$(call say,AR,$@)rm -f $@ && ar rcs $@ $^
 
-$(COPROD): $(call obj,server/main.c) $(LIBCOPROD_A)
+# The ONNX schema comes from Debian's libonnx-dev and is compiled at build
+# time; it is never copied into the repository.
+$(BUILD)/gen/onnx.pb-c.c $(BUILD)/gen/onnx.pb-c.h: $(ONNX_PROTO)
+	@mkdir -p $(BUILD)/gen
+	$(call say,PROTOC,$<)protoc-c --c_out=$(BUILD)/gen -I$(dir $(ONNX_PROTO)) $(ONNX_PROTO)
+
+$(BUILD)/gen/onnx.pb-c.o: $(BUILD)/gen/onnx.pb-c.c
+	$(call say,CC,$<)$(CC) $(filter-out -Werror -Wall -Wextra -Wshadow -Wstrict-prototypes,$(CFLAGS)) -w -c $< -o $@
+
+$(call obj,$(KERNEL_SRC)): $(BUILD)/gen/onnx.pb-c.h
+
+$(LIBCOPROK_A): $(call obj,$(KERNEL_SRC)) $(BUILD)/gen/onnx.pb-c.o
+	@mkdir -p $(dir $@)
+	$(call say,AR,$@)rm -f $@ && ar rcs $@ $^
+
+$(COPROD): $(call obj,server/main.c) $(LIBCOPROD_A) $(LIBCOPROK_A)
 	@mkdir -p $(dir $@)
 	$(call say,LD,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(SERVER_LIBS)
 
-$(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(LIBCOPRO_A)
+# Tools link the client library; model tools also link the kernels.
+$(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(LIBCOPRO_A) $(LIBCOPROK_A)
 	@mkdir -p $(dir $@)
-	$(call say,LD,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(CLIENT_LIBS) -lm
+	$(call say,LD,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(CLIENT_LIBS) $(KERNEL_LIBS)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIBCOPROD_A) $(LIBCOPRO_A)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIBCOPROD_A) $(LIBCOPROK_A) $(LIBCOPRO_A)
 	@mkdir -p $(dir $@)
 	$(call say,LD,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(CMOCKA_LIBS) $(SERVER_LIBS) -lm
 
@@ -104,9 +129,9 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/helpers/%.o $(LIBCOPRO_A)
 	@mkdir -p $(dir $@)
 	$(call say,LD,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(CLIENT_LIBS) -lm
 
-$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBCOPRO_A)
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBCOPRO_A) $(LIBCOPROK_A)
 	@mkdir -p $(dir $@)
-	$(call say,LD,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(CLIENT_LIBS) -lm
+	$(call say,LD,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(CLIENT_LIBS) $(KERNEL_LIBS)
 
 $(BUILD)/copro.pc: client/copro.pc.in
 	@mkdir -p $(dir $@)
@@ -115,7 +140,8 @@ $(BUILD)/copro.pc: client/copro.pc.in
 # ---- packages --------------------------------------------------------------
 
 DEB_PKGS := build-essential pkg-config liburing-dev libnuma-dev libopenblas-dev \
-	libcmocka-dev libinih-dev groff-base
+	libcmocka-dev libinih-dev groff-base libprotobuf-c-dev protobuf-c-compiler \
+	libonnx-dev libonnx-testdata libxxhash-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 deps:
@@ -152,7 +178,8 @@ man-lint:
 	done; echo "man pages: clean"
 
 format:
-	clang-format -i $(wildcard shm/*.[ch] client/*.[ch] server/*.[ch] tools/*.c tests/*.c bench/*.c)
+	clang-format -i $(wildcard shm/*.[ch] client/*.[ch] server/*.[ch] kernels/*.[ch] \
+		kernels/*/*.[ch] tools/*.c tests/*.c bench/*.c)
 
 # ---- install ---------------------------------------------------------------
 
@@ -179,3 +206,6 @@ clean:
 .PHONY: all build-tests build-bench deps test check bench demo man-lint format install clean
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# Keep intermediate objects (tests and tools are built through pattern chains).
+.SECONDARY:

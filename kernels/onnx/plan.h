@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * plan.h - an ONNX graph compiled for given input shapes into a flat list
+ * of steps over preallocated buffers.
+ *
+ * Building a plan resolves every node's operator, infers every value's
+ * shape, folds constants (nodes whose inputs are all known, and
+ * shape-only nodes such as Shape), and allocates one arena for all
+ * intermediate values with buffers reused once their last reader has run.
+ * Running a plan allocates nothing and takes no lock.
+ */
+#ifndef COPRO_ONNX_PLAN_H
+#define COPRO_ONNX_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "graph.h"
+
+struct copro_plan;
+
+/*
+ * Builds a plan of g for inputs of exactly the given dtypes and shapes
+ * (in[i] describes graph input i, g->inputs[i]; data is ignored). The plan
+ * refers to g's constants: g must outlive it. Returns 0, or -ENOTSUP with
+ * a reason naming the operator, node and opset that is not supported,
+ * -EINVAL for a graph that is inconsistent with these shapes, -ENOMEM.
+ */
+int copro_plan_build(const struct copro_graph *g, const struct copro_kt *in,
+		     struct copro_plan **out, char *err, size_t errlen);
+
+/*
+ * Runs the plan: in[i].data holds graph input i (shapes as planned),
+ * out[i].data receives graph output i; out[i] shapes are filled in. The
+ * caller's buffers are used directly: no copy of inputs is made.
+ * Returns 0 or -EINVAL if an input's shape differs from the plan's.
+ */
+int copro_plan_run(struct copro_plan *p, const struct copro_kt *in, struct copro_kt *out);
+
+/* The shape and dtype graph output i will have. */
+const struct copro_kt *copro_plan_output(const struct copro_plan *p, int i);
+/* Bytes of the plan's arena (intermediate values), for reports. */
+size_t copro_plan_arena_bytes(const struct copro_plan *p);
+
+void copro_plan_free(struct copro_plan *p);
+
+#endif /* COPRO_ONNX_PLAN_H */
