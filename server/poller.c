@@ -29,6 +29,7 @@
 #define TAG_SESSION	16
 
 #define PASS_BUDGET	64	/* most entries taken from one ring per pass */
+#define PUBLISH_EVERY	16	/* completions published in chunks of this many */
 #define URING_ENTRIES	1024
 
 static uint64_t now_ns(void)
@@ -46,6 +47,17 @@ static inline void cpu_relax(void)
 #elif defined(__aarch64__)
 	__asm__ volatile("yield");
 #endif
+}
+
+/*
+ * Adds to a statistics counter. The poller is the only writer of every
+ * counter it keeps, so a relaxed load and store do (no locked add on the
+ * hot path); readers on other threads see a recent value.
+ */
+static inline void stat_add(_Atomic uint64_t *c, uint64_t n)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+			      memory_order_relaxed);
 }
 
 static uint32_t sat32(uint64_t v)
@@ -118,8 +130,8 @@ static void execute(struct copro_poller *p, struct copro_session *s,
 	ret = copro_admit(copy, s->arena, s->lay.arena_size, p->reg, &job);
 	if (ret) {
 		if (job.model)
-			atomic_fetch_add_explicit(&job.model->failed, 1, memory_order_relaxed);
-		atomic_fetch_add_explicit(&s->errors, 1, memory_order_relaxed);
+			stat_add(&job.model->failed, 1);
+		stat_add(&s->errors, 1);
 		cqe->res = ret;
 		return;
 	}
@@ -139,11 +151,11 @@ static void execute(struct copro_poller *p, struct copro_session *s,
 	default:
 		if (job.sqe.deadline_ns && now > job.sqe.deadline_ns) {
 			ret = COPRO_E_DEADLINE;
-			atomic_fetch_add_explicit(&s->errors, 1, memory_order_relaxed);
+			stat_add(&s->errors, 1);
 			break;
 		}
 		ret = job.model->run(job.model, &job, s->arena);
-		atomic_fetch_add_explicit(&job.model->served, 1, memory_order_relaxed);
+		stat_add(&job.model->served, 1);
 		break;
 	}
 	cqe->res = ret;
@@ -169,10 +181,10 @@ static void queue_wake(struct copro_poller *p, struct copro_session *s)
  * for it, so nothing is dropped), runs them, publishes their completions and
  * wakes the client if it sleeps. Returns the number of entries taken.
  */
-static uint32_t serve(struct copro_poller *p, struct copro_session *s, uint64_t now)
+static uint32_t serve(struct copro_poller *p, struct copro_session *s)
 {
-	uint32_t ready, space, n, i;
-	uint64_t t0 = now, t1;
+	uint32_t ready, space, n, done, k, i;
+	uint64_t now, t0, t1;
 
 	if (atomic_load_explicit(&s->broken, memory_order_relaxed))
 		return 0;
@@ -189,25 +201,33 @@ static uint32_t serve(struct copro_poller *p, struct copro_session *s, uint64_t 
 		n = space;
 	if (!n)
 		return 0;
-	for (i = 0; i < n; i++) {
-		struct copro_sqe copy;
-		struct copro_cqe cqe;
+	now = t0 = now_ns();
+	/*
+	 * Publish in chunks, so a client reaping a deep queue works on the
+	 * first completions while we produce the next ones.
+	 */
+	for (done = 0; done < n; done += k) {
+		k = n - done < PUBLISH_EVERY ? n - done : PUBLISH_EVERY;
+		for (i = 0; i < k; i++) {
+			struct copro_sqe copy;
+			struct copro_cqe cqe;
 
-		/* Copy first: the client may rewrite the slot while we look at it. */
-		memcpy(&copy, copro_ring_cons_slot(&s->sq, i), sizeof(copy));
-		execute(p, s, &copy, &cqe, t0);
-		t1 = now_ns();
-		cqe.queue_ns = sat32(t0 - now);
-		cqe.exec_ns = sat32(t1 - t0);
-		t0 = t1;
-		memcpy(copro_ring_prod_slot(&s->cq, i), &cqe, sizeof(cqe));
+			/* Copy first: the client may rewrite the slot while we look at it. */
+			memcpy(&copy, copro_ring_cons_slot(&s->sq, i), sizeof(copy));
+			execute(p, s, &copy, &cqe, t0);
+			t1 = now_ns();
+			cqe.queue_ns = sat32(t0 - now);
+			cqe.exec_ns = sat32(t1 - t0);
+			t0 = t1;
+			memcpy(copro_ring_prod_slot(&s->cq, i), &cqe, sizeof(cqe));
+		}
+		/* Release pairs with the client's acquire load of the SQ head. */
+		copro_ring_release(&s->sq, k);
+		/* Release pairs with the client's acquire load of the CQ tail. */
+		copro_ring_publish(&s->cq, k);
 	}
-	/* Release pairs with the client's acquire load of the SQ head. */
-	copro_ring_release(&s->sq, n);
-	/* Release pairs with the client's acquire load of the CQ tail. */
-	copro_ring_publish(&s->cq, n);
-	atomic_fetch_add_explicit(&s->served, n, memory_order_relaxed);
-	atomic_fetch_add_explicit(&p->completed, n, memory_order_relaxed);
+	stat_add(&s->served, n);
+	stat_add(&p->completed, n);
 	/* Pairs with the client's fence between setting WAITING and re-checking. */
 	copro_fence();
 	if (__atomic_load_n(&s->sb->cq_flags, __ATOMIC_RELAXED) & COPRO_CQ_WAITING)
@@ -374,7 +394,7 @@ static void sleep_on_doorbells(struct copro_poller *p)
 		       copro_ring_space(&s->cq, 1) > 0;
 	}
 	if (!work && !atomic_load(&p->cmds_pending) && !atomic_load(&p->stop)) {
-		atomic_fetch_add_explicit(&p->sleeps, 1, memory_order_relaxed);
+		stat_add(&p->sleeps, 1);
 		io_uring_submit_and_wait(&p->ring, 1);
 	}
 	for (uint32_t i = 0; i < p->n_sessions; i++) {
@@ -387,17 +407,16 @@ static void sleep_on_doorbells(struct copro_poller *p)
 
 static uint32_t pass(struct copro_poller *p)
 {
-	uint64_t now = now_ns();
 	uint32_t work = 0;
 
 	for (uint32_t i = 0; i < p->n_sessions; i++)
-		work += serve(p, p->sessions[i], now);
+		work += serve(p, p->sessions[i]);
 	if (p->wakes_queued) {
 		io_uring_submit(&p->ring);
-		atomic_fetch_add_explicit(&p->wakeups_sent, p->wakes_queued, memory_order_relaxed);
+		stat_add(&p->wakeups_sent, p->wakes_queued);
 		p->wakes_queued = 0;
 	}
-	atomic_fetch_add_explicit(&p->passes, 1, memory_order_relaxed);
+	stat_add(&p->passes, 1);
 	return work;
 }
 

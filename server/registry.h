@@ -30,8 +30,8 @@ struct copro_model {
 	 * Returns the completion's res: >= 0 or a negative code.
 	 */
 	int (*run)(const struct copro_model *m, const struct copro_job *job, uint8_t *arena);
-	_Atomic uint64_t served;	/* completed requests */
-	_Atomic uint64_t failed;	/* refused at admission */
+	_Atomic uint64_t served;	/* completed requests; written by the poller only */
+	_Atomic uint64_t failed;	/* refused at admission; poller only */
 };
 
 #define COPRO_MODELS_MAX	64
