@@ -518,19 +518,34 @@ static void reload(struct copro_server *srv)
 		 copro_idle_name(cfg.idle), cfg.spin_us);
 }
 
-static void on_signal(struct copro_server *srv)
+static void on_signal(struct copro_server *srv, int n)
 {
-	switch (srv->sig_buf.ssi_signo) {
-	case SIGHUP:
-		reload(srv);
-		break;
-	case SIGTERM:
-	case SIGINT:
-		log_info("%s: draining", srv->sig_buf.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
-		srv->stopping = 1;
-		return;
+	for (int i = 0; i < n; i++) {
+		switch (srv->sig_buf[i]) {
+		case SIGHUP:
+			reload(srv);
+			break;
+		case SIGTERM:
+		case SIGINT:
+			log_info("%s: draining", srv->sig_buf[i] == SIGTERM ? "SIGTERM" : "SIGINT");
+			srv->stopping = 1;
+			return;
+		}
 	}
-	arm_read(srv, srv->sig_fd, &srv->sig_buf, sizeof(srv->sig_buf), TAG_SIGNAL);
+	arm_read(srv, srv->sig_pipe[0], srv->sig_buf, sizeof(srv->sig_buf), TAG_SIGNAL);
+}
+
+static int sig_write_fd = -1;
+
+static void on_signal_handler(int signo)
+{
+	uint8_t b = (uint8_t)signo;
+	int saved = errno;
+
+	if (write(sig_write_fd, &b, 1) < 0) {
+		/* Pipe full: the loop has many signals to read already. */
+	}
+	errno = saved;
 }
 
 /* ---- setup ----------------------------------------------------------------------- */
@@ -583,10 +598,10 @@ static int bind_socket(struct copro_server *srv)
 
 int copro_server_init(struct copro_server *srv)
 {
-	sigset_t mask;
 	int ret;
 
-	srv->listen_fd = srv->sig_fd = srv->notify_efd = -1;
+	srv->listen_fd = srv->notify_efd = -1;
+	srv->sig_pipe[0] = srv->sig_pipe[1] = -1;
 	srv->start_ns = now_ns();
 	{
 		struct timespec ts;
@@ -606,15 +621,24 @@ int copro_server_init(struct copro_server *srv)
 			setrlimit(RLIMIT_NOFILE, &rl);
 		}
 	}
-	/* Block before any thread starts, so only the signalfd sees them. */
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &mask, NULL);
-	srv->sig_fd = signalfd(-1, &mask, SFD_CLOEXEC);
-	if (srv->sig_fd < 0)
+	/*
+	 * Signals reach the loop through a self-pipe: the handler only writes
+	 * the signal number (async-signal-safe), whatever thread it runs on.
+	 * Unlike a signalfd with blocked signals this also holds when a thread
+	 * we did not create (a sanitizer's) leaves them unblocked.
+	 */
+	if (pipe2(srv->sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
 		return -errno;
+	sig_write_fd = srv->sig_pipe[1];
+	{
+		struct sigaction sa = { .sa_handler = on_signal_handler };
+
+		sigemptyset(&sa.sa_mask);
+		sa.sa_flags = SA_RESTART;
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGHUP, &sa, NULL);
+	}
 	srv->notify_efd = eventfd(0, EFD_CLOEXEC);
 	if (srv->notify_efd < 0)
 		return -errno;
@@ -640,7 +664,7 @@ int copro_server_init(struct copro_server *srv)
 int copro_server_run(struct copro_server *srv)
 {
 	arm_accept(srv);
-	arm_read(srv, srv->sig_fd, &srv->sig_buf, sizeof(srv->sig_buf), TAG_SIGNAL);
+	arm_read(srv, srv->sig_pipe[0], srv->sig_buf, sizeof(srv->sig_buf), TAG_SIGNAL);
 	arm_read(srv, srv->notify_efd, &srv->notify_buf, sizeof(srv->notify_buf), TAG_NOTIFY);
 	arm_timer(srv);
 	log_info("serving on %s (idle %s, pid %d)", srv->cfg.socket,
@@ -671,7 +695,11 @@ int copro_server_run(struct copro_server *srv)
 					arm_accept(srv);
 				break;
 			case TAG_SIGNAL:
-				on_signal(srv);
+				if (res > 0)
+					on_signal(srv, res);
+				else
+					arm_read(srv, srv->sig_pipe[0], srv->sig_buf,
+						 sizeof(srv->sig_buf), TAG_SIGNAL);
 				break;
 			case TAG_TIMER:
 				on_timer(srv);
@@ -723,8 +751,9 @@ void copro_server_fini(struct copro_server *srv)
 		close(srv->listen_fd);
 		unlink(srv->cfg.socket);
 	}
-	if (srv->sig_fd >= 0)
-		close(srv->sig_fd);
+	for (int i = 0; i < 2; i++)
+		if (srv->sig_pipe[i] >= 0)
+			close(srv->sig_pipe[i]);
 	if (srv->notify_efd >= 0)
 		close(srv->notify_efd);
 }

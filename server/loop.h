@@ -8,7 +8,6 @@
 
 #include <liburing.h>
 #include <stdint.h>
-#include <sys/signalfd.h>
 
 #include "config.h"
 #include "poller.h"
@@ -24,7 +23,7 @@ struct copro_server {
 
 	struct io_uring ring;
 	int listen_fd;
-	int sig_fd;
+	int sig_pipe[2];		/* signal handlers write signal numbers here */
 	int notify_efd;			/* the poller rings it when a session breaks */
 	uint64_t epoch;
 	uint64_t start_ns;
@@ -37,7 +36,7 @@ struct copro_server {
 	struct copro_session *sessions;	/* every connected client */
 
 	uint64_t notify_buf;
-	struct signalfd_siginfo sig_buf;
+	uint8_t sig_buf[16];		/* signal numbers read from sig_pipe */
 	struct __kernel_timespec hb_ts;
 };
 
