@@ -108,6 +108,10 @@ $(BUILD)/gen/onnx.pb-c.o: $(BUILD)/gen/onnx.pb-c.c
 
 $(call obj,$(KERNEL_SRC)): $(BUILD)/gen/onnx.pb-c.h
 
+# GCC 12 does not vectorize at -O2: the element-wise loops of the kernels
+# ran 2-6x slower without this (Relu at batch 64: 13.6 us -> 2.3 us).
+$(call obj,$(KERNEL_SRC)): override CFLAGS += -ftree-vectorize -fvect-cost-model=cheap
+
 $(LIBCOPROK_A): $(call obj,$(KERNEL_SRC)) $(BUILD)/gen/onnx.pb-c.o
 	@mkdir -p $(dir $@)
 	$(call say,AR,$@)rm -f $@ && ar rcs $@ $^
@@ -203,7 +207,24 @@ install: all
 clean:
 	rm -rf build build-san-*
 
-.PHONY: all build-tests build-bench deps test check bench demo man-lint format install clean
+# ---- fuzzing (its own target: minutes, not part of `make test`) ----------------
+
+FUZZ_TIME ?= 180
+FUZZ_DIR := $(BUILD)/fuzz
+
+fuzz: deps all
+	@mkdir -p $(FUZZ_DIR)/corpus
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		-std=gnu11 -D_GNU_SOURCE -DCOPRO_PLAN_MAX_BYTES='((int64_t)256<<20)' \
+		-Ikernels -I$(BUILD)/gen $(BLAS_CFLAGS) tests/fuzz/fuzz_onnx_loader.c \
+		$(KERNEL_SRC) $(BUILD)/gen/onnx.pb-c.c $(KERNEL_LIBS) -o $(FUZZ_DIR)/fuzz_onnx_loader
+	@for d in /usr/share/libonnx-testdata/data/node/test_*; do \
+		cp "$$d/model.onnx" "$(FUZZ_DIR)/corpus/$${d##*node/}.onnx"; done
+	OPENBLAS_NUM_THREADS=1 $(FUZZ_DIR)/fuzz_onnx_loader -max_total_time=$(FUZZ_TIME) \
+		-max_len=65536 -timeout=10 -rss_limit_mb=4096 \
+		-artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus
+
+.PHONY: all build-tests build-bench deps test check bench demo man-lint format install clean fuzz
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 

@@ -29,6 +29,7 @@ for t in "$BUILD"/tests/test_*; do
 	else
 		grep -E '^\[  SKIPPED \]|^\[  SKIPPED|skipped:' "$log" | grep -v '^\[==' | sed 's/^/    /' | head -20
 		printf '%-28s ok   %3d passed %2d skipped (%s s)\n' "$name" "$p" "$s" "$secs"
+		grep '^figures: ' "$log" | sed 's/^figures: /    /'	# measured figures a test reports
 	fi
 	rm -f "$log"
 done

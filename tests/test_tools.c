@@ -127,10 +127,10 @@ static int stop(pid_t pid, int sig)
 
 static void should_print_help_and_exit_zero(void **state)
 {
-	static const char *const tools[] = { "coprod", "coproctl", "copro-bench" };
+	static const char *const tools[] = { "coprod", "coproctl", "copro-bench", "copro-model" };
 	char out[4096];
 
-	for (unsigned int i = 0; i < 3; i++) {
+	for (unsigned int i = 0; i < 4; i++) {
 		assert_int_equal(run(out, sizeof(out), "%s/%s --help", bindir, tools[i]), 0);
 		assert_non_null(strstr(out, "usage"));
 		assert_int_equal(run(out, sizeof(out), "%s/%s -h", bindir, tools[i]), 0);
@@ -148,6 +148,12 @@ static void should_exit_two_on_a_bad_flag(void **state)
 	assert_non_null(strstr(out, "fast"));
 	assert_int_equal(run(out, sizeof(out), "%s/coproctl frobnicate", bindir), 2);
 	assert_non_null(strstr(out, "unknown command"));
+	assert_int_equal(run(out, sizeof(out), "%s/copro-model frobnicate", bindir), 2);
+	assert_int_equal(run(out, sizeof(out), "%s/copro-model mlp --in 0 --out 1 -o %s/m.onnx",
+			     bindir, dir), 2);
+	assert_int_equal(run(out, sizeof(out), "%s/copro-model mlp --in 4 --hidden 8,x --out 1 -o %s/m.onnx",
+			     bindir, dir), 2);
+	assert_int_equal(run(out, sizeof(out), "%s/copro-model mlp --in 4 --out 1", bindir), 2);
 }
 
 static void should_name_the_line_of_a_bad_config(void **state)
@@ -171,6 +177,8 @@ static void should_say_in_one_line_when_no_daemon_listens(void **state)
 {
 	char out[4096];
 
+	assert_int_equal(run(out, sizeof(out), "%s/copro-model info %s/none.onnx", bindir, dir), 1);
+	assert_non_null(strstr(out, "none.onnx"));
 	assert_int_equal(run(out, sizeof(out), "%s/coproctl -s %s/none.sock status", bindir, dir), 1);
 	assert_non_null(strstr(out, "cannot connect"));
 	assert_non_null(strchr(out, '\n'));

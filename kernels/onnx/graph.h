@@ -101,8 +101,10 @@ struct copro_node {
  */
 struct copro_value {
 	char *name;
-	struct copro_kt t;		/* declared type/shape; -1 dims are symbolic */
-	char **dim_names;		/* rank entries, NULL or the symbolic name */
+	struct copro_kt t;		/* declared type/shape; -1 dims are symbolic;
+					 * rank -1: an input/output declared without a shape */
+	char **dim_names;		/* NULL, or rank entries (declared inputs/outputs):
+					 * each NULL or the dim's symbolic name */
 	uint8_t is_input;		/* a graph input the caller provides */
 	uint8_t is_const;		/* an initializer */
 	uint8_t is_output;		/* a graph output */
@@ -115,7 +117,7 @@ struct copro_graph {
 	int n_inputs, n_outputs;
 	int *inputs;			/* value ids of the inputs the caller provides */
 	int *outputs;			/* value ids of the graph outputs */
-	int opset;			/* default-domain opset */
+	int opset;			/* default-domain opset; 0: not imported (no such node) */
 	int64_t ir_version;
 	char *producer;			/* producer_name, may be "" */
 };
@@ -132,9 +134,9 @@ int copro_attr_floats(const struct copro_node *n, const char *name, const float 
 /*
  * Loads an ONNX file. Returns 0 and a graph the caller frees with
  * copro_graph_free(), or a negative code with a one-line reason in err:
- * -ENOENT/-EACCES (file), -EINVAL (not a valid ModelProto, inconsistent
- * graph), -ENOTSUP (external data, an unsupported element type, a
- * subgraph attribute, opset outside 9..17).
+ * -ENOENT/-EACCES (file), -EFBIG (over protobuf's 2 GiB), -EINVAL (not a
+ * valid ModelProto, inconsistent graph), -ENOTSUP (external data, an
+ * unsupported element type, a subgraph attribute, opset outside 9..17).
  */
 int copro_graph_load(const char *path, struct copro_graph **out, char *err, size_t errlen);
 /* The same from a buffer (used by fuzzing and tests). */
