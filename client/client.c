@@ -376,6 +376,13 @@ void copro_close(struct copro_client *c)
 {
 	if (!c)
 		return;
+	/*
+	 * Shut the socket first: our io_uring's poll holds a reference to it,
+	 * and the kernel drops that only when it tears the ring down, later.
+	 * The daemon should see us go now, not then.
+	 */
+	if (c->sock >= 0)
+		shutdown(c->sock, SHUT_RDWR);
 	if (c->uring.ring_fd > 0)
 		io_uring_queue_exit(&c->uring);
 	if (c->base)
