@@ -68,6 +68,16 @@ static int signature_check(const struct copro_model *m, const struct copro_job *
 	    s->n_out < m->min_out || s->n_out > m->max_out ||
 	    (m->io_pairs && s->n_in != s->n_out))
 		return COPRO_E_SIGNATURE;
+	if (m->max_rows) {
+		/* Dim 0 is the batch: every tensor carries the same 1..max_rows rows. */
+		uint64_t rows = job->desc[0].rank ? job->desc[0].dims[0] : 0;
+
+		if (rows < 1 || rows > m->max_rows)
+			return COPRO_E_SIGNATURE;
+		for (uint32_t i = 0; i < (uint32_t)s->n_in + s->n_out; i++)
+			if (!job->desc[i].rank || job->desc[i].dims[0] != rows)
+				return COPRO_E_SIGNATURE;
+	}
 	for (uint32_t i = 0; i < s->n_in; i++) {
 		const struct copro_tensor_sig *sg = sig_for(m->sig, m->n_in, i);
 

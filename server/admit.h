@@ -16,11 +16,20 @@
 
 struct copro_model;
 struct copro_registry;
+struct copro_session;
 
 struct copro_job {
 	struct copro_sqe sqe;					/* private copy */
 	struct copro_tensor_desc desc[COPRO_MAX_TENSORS];	/* n_in inputs, then n_out outputs */
 	struct copro_model *model;
+
+	/* Set when the job is queued to a model's batcher instead of run inline. */
+	struct copro_session *s;	/* whose CQ gets the completion */
+	uint8_t *arena;			/* the session's arena, mapped until the job is done */
+	int32_t res;			/* the completion's result, set by the worker */
+	uint32_t rows;			/* batch rows this job carries */
+	uint64_t admit_ns, start_ns, end_ns;
+	struct copro_job *next;		/* free list of the job pool */
 };
 
 /*

@@ -138,18 +138,99 @@ int copro_config_set(struct copro_config *cfg, const char *key, const char *valu
 	return 0;
 }
 
+int copro_model_config_set(struct copro_model_config *m, const char *key, const char *value)
+{
+	uint64_t v;
+
+	if (!strcmp(key, "path")) {
+		if (!*value || strlen(value) >= sizeof(m->path))
+			return -EINVAL;
+		strcpy(m->path, value);
+	} else if (!strcmp(key, "max_batch")) {
+		if (parse_uint(value, 10, 1, 4096, &v))
+			return -EINVAL;
+		m->max_batch = (uint32_t)v;
+	} else if (!strcmp(key, "max_delay_us")) {
+		if (parse_uint(value, 10, 0, 1000000, &v))
+			return -EINVAL;
+		m->max_delay_us = (uint32_t)v;
+	} else if (!strcmp(key, "preferred_batch")) {
+		uint32_t ids[COPRO_CFG_MAX_IDS], n;
+
+		if (parse_ids(value, ids, &n) || n > COPRO_CFG_MAX_PREFERRED)
+			return -EINVAL;
+		for (uint32_t i = 0; i < n; i++)
+			if (!ids[i] || ids[i] > 4096)
+				return -EINVAL;
+		memcpy(m->preferred, ids, n * sizeof(ids[0]));
+		m->n_preferred = n;
+	} else if (!strcmp(key, "queue_depth")) {
+		if (parse_uint(value, 10, 1, 65536, &v))
+			return -EINVAL;
+		m->queue_depth = (uint32_t)v;
+	} else if (!strcmp(key, "precision")) {
+		if (!strcmp(value, "f32"))
+			m->precision = 0;
+		else if (!strcmp(value, "bf16"))
+			m->precision = 1;
+		else if (!strcmp(value, "int8"))
+			m->precision = 2;
+		else
+			return -EINVAL;
+	} else if (!strcmp(key, "reject_nonfinite")) {
+		if (parse_uint(value, 10, 0, 1, &v))
+			return -EINVAL;
+		m->reject_nonfinite = (uint32_t)v;
+	} else {
+		return -ENOENT;
+	}
+	return 0;
+}
+
+/* Finds or starts the [model.NAME] section; NULL when the name is bad or too many. */
+static struct copro_model_config *model_section(struct copro_config *cfg, const char *name)
+{
+	struct copro_model_config *m;
+
+	if (!*name || strlen(name) >= sizeof(m->name))
+		return NULL;
+	for (uint32_t i = 0; i < cfg->n_models; i++)
+		if (!strcmp(cfg->models[i].name, name))
+			return &cfg->models[i];
+	if (cfg->n_models == COPRO_CFG_MAX_MODELS)
+		return NULL;
+	m = &cfg->models[cfg->n_models++];
+	memset(m, 0, sizeof(*m));
+	strcpy(m->name, name);
+	m->max_batch = 64;
+	m->queue_depth = 1024;
+	return m;
+}
+
 static int ini_cb(void *user, const char *section, const char *name, const char *value)
 {
 	struct copro_config *cfg = user;
 	int r;
 
-	if (strcmp(section, "server")) {
+	if (!strncmp(section, "model.", 6)) {
+		struct copro_model_config *m = model_section(cfg, section + 6);
+
+		if (!m) {
+			if (!cfg->errmsg[0])
+				snprintf(cfg->errmsg, sizeof(cfg->errmsg),
+					 "bad model section [%s] (name 1..63 bytes, at most %d models)",
+					 section, COPRO_CFG_MAX_MODELS);
+			return 0;
+		}
+		r = copro_model_config_set(m, name, value);
+	} else if (strcmp(section, "server")) {
 		if (cfg->errmsg[0])
 			return 0;
 		snprintf(cfg->errmsg, sizeof(cfg->errmsg), "unknown section [%s]", section);
 		return 0;
+	} else {
+		r = copro_config_set(cfg, name, value);
 	}
-	r = copro_config_set(cfg, name, value);
 	/* inih keeps going after an error and reports the first bad line: keep its message. */
 	if (r && cfg->errmsg[0])
 		return 0;
@@ -178,6 +259,13 @@ int copro_config_load(struct copro_config *cfg, const char *path)
 		if (!cfg->errmsg[0])
 			snprintf(cfg->errmsg, sizeof(cfg->errmsg), "syntax error");
 		return -EINVAL;
+	}
+	for (uint32_t i = 0; i < cfg->n_models; i++) {
+		if (!cfg->models[i].path[0]) {
+			snprintf(cfg->errmsg, sizeof(cfg->errmsg), "model '%s' has no path",
+				 cfg->models[i].name);
+			return -EINVAL;
+		}
 	}
 	return 0;
 }

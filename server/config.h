@@ -13,6 +13,22 @@
 #define COPRO_IDLE_SRV_SLEEP	2
 
 #define COPRO_CFG_MAX_IDS	32
+#define COPRO_CFG_MAX_MODELS	32
+#define COPRO_CFG_MAX_PREFERRED	8
+
+/* A [model.NAME] section: a tensor model served from an ONNX file. */
+struct copro_model_config {
+	char name[64];
+	char path[512];
+	uint32_t max_batch;		/* rows per batch, default 64 */
+	uint32_t max_delay_us;		/* wait for more rows, default 0: run at once */
+	uint32_t n_preferred;
+	uint32_t preferred[COPRO_CFG_MAX_PREFERRED];	/* run as soon as rows reach one */
+	uint32_t queue_depth;		/* requests queued before COPRO_E_OVERLOAD, default 1024 */
+	uint32_t precision;		/* COPRO_PREC_* of the kernels, default f32 */
+	uint32_t reject_nonfinite;	/* 1: NaN/Inf outputs fail the request */
+	int line;			/* where the section starts, for messages */
+};
 
 struct copro_config {
 	char socket[108];
@@ -27,6 +43,8 @@ struct copro_config {
 	uint32_t spin_us;
 	uint32_t heartbeat_ms;
 	int log_level;
+	uint32_t n_models;
+	struct copro_model_config models[COPRO_CFG_MAX_MODELS];
 	char errmsg[256];		/* why copro_config_load failed */
 	int errline;			/* on this line (0: opening the file) */
 };
@@ -43,6 +61,9 @@ int copro_config_load(struct copro_config *cfg, const char *path);
 
 /* Parses one key of the [server] section; used by the loader and by flags. */
 int copro_config_set(struct copro_config *cfg, const char *key, const char *value);
+
+/* Parses one key of a [model.NAME] section. */
+int copro_model_config_set(struct copro_model_config *m, const char *key, const char *value);
 
 /* Parses "spin|yield|sleep"; returns COPRO_IDLE_SRV_* or -EINVAL. */
 int copro_idle_parse(const char *s);

@@ -24,6 +24,8 @@
 #include "loop.h"
 #include "proto.h"
 #include "session.h"
+#include "tmodel.h"
+#include "batcher.h"
 
 /* io_uring user_data tags; receives use the session pointer. */
 #define TAG_ACCEPT	1
@@ -371,10 +373,23 @@ static int do_status(struct copro_server *srv, struct copro_session *s)
 	for (uint32_t i = 0; i < srv->reg.n; i++) {
 		struct copro_model *m = &srv->reg.models[i];
 
-		bprintf(text, cap, &len, "model name=%s handle=%u version=%u served=%llu failed=%llu\n",
+		bprintf(text, cap, &len, "model name=%s handle=%u version=%u served=%llu failed=%llu",
 			m->name, m->handle, m->version,
 			(unsigned long long)atomic_load(&m->served),
 			(unsigned long long)atomic_load(&m->failed));
+		if (m->batcher) {
+			struct copro_batcher *b = m->batcher;
+			uint64_t nb = atomic_load(&b->batches), rows = atomic_load(&b->rows);
+
+			bprintf(text, cap, &len,
+				" max_batch=%u max_delay_us=%llu batches=%llu rows=%llu "
+				"avg_batch=%.2f expired=%llu",
+				b->max_batch, (unsigned long long)(b->max_delay_ns / 1000),
+				(unsigned long long)nb, (unsigned long long)rows,
+				nb ? (double)rows / nb : 0.0,
+				(unsigned long long)atomic_load(&b->expired));
+		}
+		bprintf(text, cap, &len, "\n");
 	}
 	if (len >= cap)
 		len = cap - 1;
@@ -596,6 +611,31 @@ static int bind_socket(struct copro_server *srv)
 	return 0;
 }
 
+/* Loads every [model.NAME] of the configuration; any failure stops the start. */
+static int load_models(struct copro_server *srv)
+{
+	for (uint32_t i = 0; i < srv->cfg.n_models; i++) {
+		const struct copro_model_config *mc = &srv->cfg.models[i];
+		struct copro_tmodel *tm;
+		char err[256];
+		int ret;
+
+		ret = copro_tmodel_load(mc, &tm, err, sizeof(err));
+		if (ret) {
+			log_err("model %s: %s: %s", mc->name, mc->path, err);
+			return ret;
+		}
+		if (!copro_registry_add(&srv->reg, mc->name, tm)) {
+			log_err("model %s: name taken or too many models", mc->name);
+			copro_tmodel_free(tm);
+			return -EEXIST;
+		}
+		log_info("model %s: %s, %u inputs, %u outputs, max_batch %u, max_delay_us %u",
+			 mc->name, mc->path, tm->n_in, tm->n_out, mc->max_batch, mc->max_delay_us);
+	}
+	return 0;
+}
+
 int copro_server_init(struct copro_server *srv)
 {
 	int ret;
@@ -650,8 +690,11 @@ int copro_server_init(struct copro_server *srv)
 		log_err("io_uring: %s", strerror(-ret));
 		return ret;
 	}
-	ret = copro_poller_start(&srv->poller, &srv->reg, srv->cfg.idle, srv->cfg.spin_us,
-				 srv->notify_efd);
+	ret = load_models(srv);
+	if (ret)
+		return ret;
+	ret = copro_poller_start(&srv->poller, &srv->reg, &srv->cfg, srv->cfg.idle,
+				 srv->cfg.spin_us, srv->notify_efd);
 	if (ret) {
 		log_err("poller: %s", strerror(-ret));
 		io_uring_queue_exit(&srv->ring);
@@ -745,6 +788,10 @@ int copro_server_run(struct copro_server *srv)
 
 void copro_server_fini(struct copro_server *srv)
 {
+	for (uint32_t i = 0; i < srv->reg.n; i++) {
+		copro_tmodel_free(srv->reg.models[i].tm);
+		srv->reg.models[i].tm = NULL;
+	}
 	if (srv->ring.ring_fd > 0)
 		io_uring_queue_exit(&srv->ring);
 	if (srv->listen_fd >= 0) {

@@ -134,8 +134,10 @@ int main(int argc, char **argv)
 			if (srv.cfg.errline)
 				fprintf(stderr, "coprod: %s:%d: %s\n", config, srv.cfg.errline,
 					srv.cfg.errmsg);
-			else
+			else if (ret == -ENOENT)
 				fprintf(stderr, "coprod: cannot read config %s\n", config);
+			else
+				fprintf(stderr, "coprod: %s: %s\n", config, srv.cfg.errmsg);
 			return 1;
 		}
 		srv.config_path = config;

@@ -18,6 +18,8 @@
 #include "poller.h"
 #include "registry.h"
 #include "session.h"
+#include "batcher.h"
+#include "tmodel.h"
 
 #define POLLER_ADD	1
 #define POLLER_REMOVE	2
@@ -118,10 +120,10 @@ static void mark_broken(struct copro_poller *p, struct copro_session *s, const c
  * Runs one submission (a private copy) and fills the completion. Everything
  * the entry points at is validated by copro_admit() before it is used.
  */
-static void execute(struct copro_poller *p, struct copro_session *s,
-		    const struct copro_sqe *copy, struct copro_cqe *cqe, uint64_t now)
+static int execute(struct copro_poller *p, struct copro_session *s,
+		   const struct copro_sqe *copy, struct copro_cqe *cqe, uint64_t now)
 {
-	struct copro_job job;
+	struct copro_job job, *q;
 	int ret;
 
 	cqe->user_data = copy->user_data;
@@ -133,7 +135,7 @@ static void execute(struct copro_poller *p, struct copro_session *s,
 			stat_add(&job.model->failed, 1);
 		stat_add(&s->errors, 1);
 		cqe->res = ret;
-		return;
+		return 0;
 	}
 	switch (job.sqe.opcode) {
 	case COPRO_OP_NOP:
@@ -141,8 +143,9 @@ static void execute(struct copro_poller *p, struct copro_session *s,
 		break;
 	case COPRO_OP_CANCEL:
 		/*
-		 * Every model in this version runs to completion when it is
-		 * admitted, so nothing is ever queued that could be cancelled.
+		 * Built-in models run to completion when admitted, and a queued
+		 * tensor-model job cannot be withdrawn from its worker yet: a
+		 * CANCEL finds nothing it can cancel.
 		 */
 		cqe->user_data = job.sqe.aux;
 		cqe->flags = COPRO_CQE_F_NOTIF;
@@ -154,21 +157,49 @@ static void execute(struct copro_poller *p, struct copro_session *s,
 			stat_add(&s->errors, 1);
 			break;
 		}
+		if (job.model->batcher) {
+			q = copro_batcher_job_get(job.model->batcher);
+			if (!q) {
+				/* Bounded queue: refuse at once rather than late. */
+				ret = COPRO_E_OVERLOAD;
+				stat_add(&s->errors, 1);
+				break;
+			}
+			q->sqe = job.sqe;
+			memcpy(q->desc, job.desc,
+			       ((size_t)job.sqe.n_in + job.sqe.n_out) * sizeof(job.desc[0]));
+			q->model = job.model;
+			q->s = s;
+			q->arena = s->arena;
+			q->res = 0;
+			q->rows = copro_tmodel_rows(&job);
+			q->admit_ns = now;
+			q->start_ns = q->end_ns = 0;
+			s->inflight++;
+			/* Batched with what else this pass admits: see flush_staged(). */
+			copro_batcher_stage(job.model->batcher, q);
+			return 1;
+		}
 		ret = job.model->run(job.model, &job, s->arena);
 		stat_add(&job.model->served, 1);
 		break;
 	}
 	cqe->res = ret;
+	return 0;
 }
 
 /* Queues a CQ doorbell write; they are all submitted at the end of the pass. */
 static void queue_wake(struct copro_poller *p, struct copro_session *s)
 {
 	static const uint64_t one = 1;
-	struct io_uring_sqe *sqe = get_sqe(p);
+	struct io_uring_sqe *sqe;
 
+	if (s->wake_pending)
+		return;	/* one doorbell per pass is enough */
+	sqe = get_sqe(p);
 	if (!sqe)
 		return;
+	s->wake_pending = 1;
 	io_uring_prep_write(sqe, s->cq_efd, &one, sizeof(one), 0);
 	io_uring_sqe_set_data64(sqe, TAG_WAKE);
 	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
@@ -196,7 +227,9 @@ static uint32_t serve(struct copro_poller *p, struct copro_session *s)
 	if (!ready)
 		return 0;
 	n = ready < PASS_BUDGET ? ready : PASS_BUDGET;
-	space = copro_ring_space(&s->cq, n);
+	/* Every taken entry, queued or not, owns a CQ slot until it completes. */
+	space = copro_ring_space(&s->cq, n + s->inflight);
+	space = space > s->inflight ? space - s->inflight : 0;
 	if (space < n)
 		n = space;
 	if (!n)
@@ -207,6 +240,8 @@ static uint32_t serve(struct copro_poller *p, struct copro_session *s)
 	 * first completions while we produce the next ones.
 	 */
 	for (done = 0; done < n; done += k) {
+		uint32_t made = 0;
+
 		k = n - done < PUBLISH_EVERY ? n - done : PUBLISH_EVERY;
 		for (i = 0; i < k; i++) {
 			struct copro_sqe copy;
@@ -214,17 +249,19 @@ static uint32_t serve(struct copro_poller *p, struct copro_session *s)
 
 			/* Copy first: the client may rewrite the slot while we look at it. */
 			memcpy(&copy, copro_ring_cons_slot(&s->sq, i), sizeof(copy));
-			execute(p, s, &copy, &cqe, t0);
+			if (execute(p, s, &copy, &cqe, t0))
+				continue;	/* queued: its worker completes it */
 			t1 = now_ns();
 			cqe.queue_ns = sat32(t0 - now);
 			cqe.exec_ns = sat32(t1 - t0);
 			t0 = t1;
-			memcpy(copro_ring_prod_slot(&s->cq, i), &cqe, sizeof(cqe));
+			memcpy(copro_ring_prod_slot(&s->cq, made++), &cqe, sizeof(cqe));
 		}
 		/* Release pairs with the client's acquire load of the SQ head. */
 		copro_ring_release(&s->sq, k);
 		/* Release pairs with the client's acquire load of the CQ tail. */
-		copro_ring_publish(&s->cq, k);
+		if (made)
+			copro_ring_publish(&s->cq, made);
 	}
 	stat_add(&s->served, n);
 	stat_add(&p->completed, n);
@@ -254,6 +291,11 @@ static void remove_session(struct copro_poller *p, struct copro_session *s)
 		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 		/* The kernel holds its own file references: closing below is safe. */
 		io_uring_submit(&p->ring);
+	}
+	if (s->inflight) {
+		/* Workers still read and write its arena: free it with the last job. */
+		s->removed = 1;
+		return;
 	}
 	copro_session_free(s);
 }
@@ -379,7 +421,10 @@ static void sleep_on_doorbells(struct copro_poller *p)
 		if (!atomic_load_explicit(&s->broken, memory_order_relaxed))
 			__atomic_store_n(&s->sb->sq_flags, COPRO_SQ_NEED_WAKEUP, __ATOMIC_RELAXED);
 	}
+	atomic_store_explicit(&p->sleeping, 1, memory_order_relaxed);
 	copro_fence();
+	for (uint32_t m = 0; m < p->reg->n && !work; m++)
+		work = p->reg->models[m].batcher && copro_batcher_has_done(p->reg->models[m].batcher);
 	for (uint32_t i = 0; i < p->n_sessions && !work; i++) {
 		struct copro_session *s = p->sessions[i];
 
@@ -397,6 +442,7 @@ static void sleep_on_doorbells(struct copro_poller *p)
 		stat_add(&p->sleeps, 1);
 		io_uring_submit_and_wait(&p->ring, 1);
 	}
+	atomic_store_explicit(&p->sleeping, 0, memory_order_relaxed);
 	for (uint32_t i = 0; i < p->n_sessions; i++) {
 		struct copro_session *s = p->sessions[i];
 
@@ -405,16 +451,93 @@ static void sleep_on_doorbells(struct copro_poller *p)
 	}
 }
 
+/*
+ * Writes the completions of jobs the workers finished. Space for each was
+ * reserved when it was taken, so the CQ cannot be full here. A session the
+ * loop has let go of gets no completion and is freed with its last job.
+ */
+static void post_job(struct copro_poller *p, struct copro_batcher *b, struct copro_job *job)
+{
+	struct copro_session *s = job->s;
+
+	if (!s->removed && !atomic_load_explicit(&s->broken, memory_order_relaxed)) {
+		struct copro_cqe cqe = {
+			.user_data = job->sqe.user_data,
+			.res = job->res,
+			.queue_ns = sat32(job->start_ns - job->admit_ns),
+			.exec_ns = sat32(job->end_ns - job->start_ns),
+		};
+
+		memcpy(copro_ring_prod_slot(&s->cq, 0), &cqe, sizeof(cqe));
+		/* Release pairs with the client's acquire load of the CQ tail. */
+		copro_ring_publish(&s->cq, 1);
+		if (job->res < 0)
+			stat_add(&s->errors, 1);
+		stat_add(&job->model->served, 1);
+		/* Pairs with the client's fence after setting WAITING. */
+		copro_fence();
+		if (__atomic_load_n(&s->sb->cq_flags, __ATOMIC_RELAXED) & COPRO_CQ_WAITING)
+			queue_wake(p, s);
+	}
+	s->inflight--;
+	copro_batcher_job_put(b, job);
+	if (s->removed && !s->inflight)
+		copro_session_free(s);
+}
+
+static uint32_t reap_jobs(struct copro_poller *p)
+{
+	struct copro_job *jobs[64];
+	uint32_t total = 0;
+
+	for (uint32_t m = 0; m < p->reg->n; m++) {
+		struct copro_batcher *b = p->reg->models[m].batcher;
+		uint32_t n;
+
+		if (!b)
+			continue;
+		while ((n = copro_batcher_reap(b, jobs, 64))) {
+			for (uint32_t j = 0; j < n; j++)
+				post_job(p, b, jobs[j]);
+			total += n;
+		}
+	}
+	return total;
+}
+
+/*
+ * Hands over what this pass admitted for each tensor model: run at once as
+ * one batch when the model's worker is idle (and no delay is configured),
+ * else queued to the worker.
+ */
+static void flush_staged(struct copro_poller *p)
+{
+	for (uint32_t m = 0; m < p->reg->n; m++) {
+		struct copro_batcher *b = p->reg->models[m].batcher;
+		uint32_t n;
+
+		if (!b || !b->n_staged)
+			continue;
+		n = copro_batcher_flush(b);
+		for (uint32_t j = 0; j < n; j++)
+			post_job(p, b, b->ran[j]);
+	}
+}
+
 static uint32_t pass(struct copro_poller *p)
 {
 	uint32_t work = 0;
 
+	work += reap_jobs(p);
 	for (uint32_t i = 0; i < p->n_sessions; i++)
 		work += serve(p, p->sessions[i]);
+	flush_staged(p);
 	if (p->wakes_queued) {
 		io_uring_submit(&p->ring);
 		stat_add(&p->wakeups_sent, p->wakes_queued);
 		p->wakes_queued = 0;
+		for (uint32_t i = 0; i < p->n_sessions; i++)
+			p->sessions[i]->wake_pending = 0;
 	}
 	stat_add(&p->passes, 1);
 	return work;
@@ -466,8 +589,9 @@ static void *poller_main(void *arg)
 	return NULL;
 }
 
-int copro_poller_start(struct copro_poller *p, struct copro_registry *reg, uint32_t idle,
-		       uint32_t spin_us, int notify_efd)
+int copro_poller_start(struct copro_poller *p, struct copro_registry *reg,
+		       const struct copro_config *cfg, uint32_t idle, uint32_t spin_us,
+		       int notify_efd)
 {
 	int ret;
 
@@ -485,11 +609,28 @@ int copro_poller_start(struct copro_poller *p, struct copro_registry *reg, uint3
 		close(p->efd);
 		return ret;
 	}
-	ret = -pthread_create(&p->thread, NULL, poller_main, p);
-	if (ret) {
-		io_uring_queue_exit(&p->ring);
-		close(p->efd);
+	/* A worker per tensor model, started before the poller can look for them. */
+	for (uint32_t i = 0; cfg && i < cfg->n_models; i++) {
+		const struct copro_model_config *mc = &cfg->models[i];
+		struct copro_model *m = (struct copro_model *)copro_registry_find(reg, mc->name);
+
+		if (!m || !m->tm)
+			continue;
+		ret = copro_batcher_start(&m->batcher, m, mc, p->efd, &p->sleeping);
+		if (ret)
+			goto fail;
 	}
+	ret = -pthread_create(&p->thread, NULL, poller_main, p);
+	if (ret)
+		goto fail;
+	return 0;
+fail:
+	for (uint32_t m = 0; m < reg->n; m++) {
+		copro_batcher_stop(reg->models[m].batcher);
+		reg->models[m].batcher = NULL;
+	}
+	io_uring_queue_exit(&p->ring);
+	close(p->efd);
 	return ret;
 }
 
@@ -513,6 +654,15 @@ void copro_poller_stop(struct copro_poller *p)
 	pthread_join(p->thread, NULL);
 	/* Commands that raced with the stop still hand over sessions to free. */
 	handle_cmds(p);
+	/* Workers finish what they hold and their completions go out. */
+	for (uint32_t m = 0; m < p->reg->n; m++)
+		if (p->reg->models[m].batcher)
+			copro_batcher_join(p->reg->models[m].batcher);
+	reap_jobs(p);
+	for (uint32_t m = 0; m < p->reg->n; m++) {
+		copro_batcher_stop(p->reg->models[m].batcher);
+		p->reg->models[m].batcher = NULL;
+	}
 	for (uint32_t i = 0; i < p->n_sessions; i++)
 		copro_session_free(p->sessions[i]);
 	free(p->sessions);

@@ -20,6 +20,7 @@
 
 struct copro_session;
 struct copro_registry;
+struct copro_config;
 
 struct copro_poller_cmd {
 	int op;				/* POLLER_ADD / POLLER_REMOVE */
@@ -36,6 +37,7 @@ struct copro_poller {
 	_Atomic uint32_t idle;		/* COPRO_IDLE_SRV_*, may change live */
 	_Atomic uint32_t spin_ns;
 	_Atomic uint32_t stop;		/* 1: drain and exit */
+	_Atomic uint32_t sleeping;	/* 1: about to block; workers must wake us */
 
 	pthread_mutex_t lock;		/* protects cmds */
 	struct copro_poller_cmd *cmds;
@@ -51,8 +53,13 @@ struct copro_poller {
 	_Atomic uint64_t passes, sleeps, wakeups_sent, completed;
 };
 
-int copro_poller_start(struct copro_poller *p, struct copro_registry *reg, uint32_t idle,
-		       uint32_t spin_us, int notify_efd);
+/*
+ * Starts the poller thread, and first a batching worker for every tensor
+ * model of cfg (already in reg). Returns 0 or -errno.
+ */
+int copro_poller_start(struct copro_poller *p, struct copro_registry *reg,
+		       const struct copro_config *cfg, uint32_t idle, uint32_t spin_us,
+		       int notify_efd);
 /* Hands a session with a region to the poller (event loop thread). */
 int copro_poller_add(struct copro_poller *p, struct copro_session *s);
 /* Asks the poller to stop serving s and free it (event loop thread). */

@@ -11,6 +11,7 @@
 #include "admit.h"
 #include "copro_abi.h"
 #include "registry.h"
+#include "tmodel.h"
 
 /* Copies input i to output i; ranges were validated at admission. */
 static int echo_run(const struct copro_model *m, const struct copro_job *job, uint8_t *arena)
@@ -94,4 +95,21 @@ struct copro_model *copro_registry_get(struct copro_registry *reg, uint32_t hand
 	if (handle == 0 || handle > reg->n)
 		return NULL;
 	return &reg->models[handle - 1];
+}
+
+struct copro_model *copro_registry_add(struct copro_registry *reg, const char *name,
+				       struct copro_tmodel *tm)
+{
+	struct copro_model *m;
+
+	if (copro_registry_find(reg, name) || reg->n == COPRO_MODELS_MAX ||
+	    strlen(name) >= COPRO_NAME_MAX)
+		return NULL;
+	m = add(reg, name);
+	m->n_in = m->min_in = m->max_in = tm->n_in;
+	m->n_out = m->min_out = m->max_out = tm->n_out;
+	memcpy(m->sig, tm->sig, sizeof(m->sig));
+	m->max_rows = tm->max_batch;
+	m->tm = tm;
+	return m;
 }

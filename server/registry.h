@@ -15,6 +15,8 @@
 #include "proto.h"
 
 struct copro_job;
+struct copro_tmodel;
+struct copro_batcher;
 
 struct copro_model {
 	char name[COPRO_NAME_MAX];
@@ -24,6 +26,9 @@ struct copro_model {
 	uint16_t min_in, max_in;	/* how many inputs a request may carry */
 	uint16_t min_out, max_out;
 	uint16_t io_pairs;		/* 1: a request carries as many outputs as inputs */
+	uint32_t max_rows;		/* >0: dim 0 is the batch; all tensors agree, <= this */
+	struct copro_tmodel *tm;	/* tensor model, or NULL for a built-in */
+	struct copro_batcher *batcher;	/* where its jobs go; NULL: run inline */
 	struct copro_tensor_sig sig[COPRO_MAX_TENSORS];
 	/*
 	 * Runs one admitted job on the client's arena (validated ranges only).
@@ -43,6 +48,12 @@ struct copro_registry {
 
 /* Fills a registry with the built-in models. */
 void copro_registry_init(struct copro_registry *reg);
+/*
+ * Adds a tensor model under name, taking its signature from tm. Returns the
+ * model, or NULL when the name is taken or the registry is full.
+ */
+struct copro_model *copro_registry_add(struct copro_registry *reg, const char *name,
+				       struct copro_tmodel *tm);
 const struct copro_model *copro_registry_find(const struct copro_registry *reg, const char *name);
 /* Returns the model for a client-supplied handle, or NULL. */
 struct copro_model *copro_registry_get(struct copro_registry *reg, uint32_t handle);

@@ -39,6 +39,8 @@ struct copro_session {
 	struct copro_ring sq;
 	struct copro_ring cq;
 	uint32_t wake_pending;
+	uint32_t inflight;		/* jobs queued to workers, each owning a CQ slot */
+	uint8_t removed;		/* the loop let go of it; freed when inflight is 0 */
 
 	/* Written by the poller, read by the loop for status. */
 	_Atomic uint64_t served;

@@ -147,6 +147,12 @@ struct bench_opts {
 
 static const char *const bench_idle_names[] = { "spin", "yield", "block" };
 
+/* The --idle name of a COPRO_IDLE_* value. */
+static const char *bench_idle_name(unsigned int idle)
+{
+	return idle == COPRO_IDLE_SPIN ? "spin" : idle == COPRO_IDLE_YIELD ? "yield" : "block";
+}
+
 static void bench_usage(FILE *f)
 {
 	fprintf(f,
@@ -312,7 +318,13 @@ static void bench_parse_args(int argc, char **argv, struct bench_opts *o)
 			if (v == 3)
 				bench_usage_error("invalid --idle '%s': want spin, yield or block",
 						  optarg);
-			o->idle = (unsigned int)v;	/* same order as COPRO_IDLE_* */
+			{
+				static const unsigned int idle_of[3] = {
+					COPRO_IDLE_SPIN, COPRO_IDLE_YIELD, COPRO_IDLE_BLOCK
+				};
+
+				o->idle = idle_of[v];
+			}
 			break;
 		case 'r':
 			errno = 0;
@@ -445,6 +457,23 @@ static int bench_pick_forms(struct bench_opts *o, const struct copro_model_info 
 			o->out[i] = o->in[i];
 		else if (bench_form_from_info(&info->out[i], o->bytes, &o->out[i]))
 			return -EINVAL;
+	}
+	/*
+	 * A tensor model batches along dim 0 (free in every tensor): every
+	 * tensor of a request carries the rows that --bytes gave the first input.
+	 */
+	if (o->n_in && info->in[0].rank > 0 && info->in[0].dims[0] < 0) {
+		int batch = 1;
+
+		for (i = 0; i < o->n_in; i++)
+			batch &= info->in[i].rank > 0 && info->in[i].dims[0] < 0;
+		for (i = 0; i < o->n_out; i++)
+			batch &= info->out[i].rank > 0 && info->out[i].dims[0] < 0;
+		for (i = 0; batch && i < o->n_in + o->n_out; i++) {
+			struct bench_form *f = i < o->n_in ? &o->in[i] : &o->out[i - o->n_in];
+
+			f->dims[0] = o->in[0].dims[0];
+		}
 	}
 	return 0;
 }
@@ -1172,7 +1201,7 @@ static void bench_json_string(const char *s)
 static void bench_print(const struct bench_opts *o, const struct bench_summary *s)
 {
 	const char *mode = o->rate > 0 ? "open" : "closed";
-	const char *idle = bench_idle_names[o->idle];
+	const char *idle = bench_idle_name(o->idle);
 
 	if (o->json) {
 		printf("{\"model\":");
