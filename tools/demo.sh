@@ -1,26 +1,46 @@
 #!/usr/bin/env bash
-# make demo: start a private coprod, drive it from several client processes
-# with copro-bench, print latency percentiles and throughput, stop it.
+# make demo: write a fraud-scoring MLP with copro-model, start a private
+# coprod serving it, score synthetic transactions from several client
+# processes, print latency percentiles and throughput, stop the daemon.
 set -euo pipefail
 BUILD=${BUILD:-build}
 dir=$(mktemp -d /tmp/copro-demo.XXXXXX)
 sock=$dir/coprod.sock
-"$BUILD"/bin/coprod -s "$sock" -i spin 2>"$dir/coprod.log" &
-pid=$!
-cleanup() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$dir"; }
+pid=
+cleanup() {
+	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+	rm -rf "$dir"
+}
 trap cleanup EXIT
-for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
-echo "coprod pid $pid on $sock"
+
+"$BUILD"/bin/copro-model mlp --in 32 --hidden 256,256 --out 1 --seed 1 -o "$dir/fraud.onnx"
+cat > "$dir/coprod.conf" <<CONF
+[server]
+idle = spin
+
+[model.fraud]
+path = $dir/fraud.onnx
+max_batch = 64
+max_delay_us = 0
+CONF
+"$BUILD"/bin/coprod -c "$dir/coprod.conf" -s "$sock" 2>"$dir/coprod.log" &
+pid=$!
+for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
+[ -S "$sock" ] || { cat "$dir/coprod.log"; exit 1; }
+echo "coprod pid $pid on $sock, serving fraud (32 -> 256 -> 256 -> 1)"
 echo
-"$BUILD"/bin/coproctl -s "$sock" ping -n 3
+"$BUILD"/bin/coproctl -s "$sock" ping -n 2
 echo
-echo "== echo round trips, one client busy-polling (64-byte tensors)"
+echo "== one client scoring one transaction at a time (busy-polling)"
+"$BUILD"/bin/copro-bench -s "$sock" -m fraud -b 128 -c 1 -n 50000 -i spin
+echo
+echo "== four client processes, 16 transactions in flight each (batched across clients)"
+"$BUILD"/bin/copro-bench -s "$sock" -m fraud -b 128 -c 4 -q 16 -n 50000 -i block
+echo
+echo "== open loop: 5000 transactions/s per client, 2 clients that sleep between them"
+"$BUILD"/bin/copro-bench -s "$sock" -m fraud -b 128 -c 2 -n 10000 -r 5000 -i block
+echo
+echo "== the transport alone: echo of 64 bytes"
 "$BUILD"/bin/copro-bench -s "$sock" -m echo -b 64 -c 1 -n 200000 -i spin
-echo
-echo "== two client processes, 64 requests in flight each"
-"$BUILD"/bin/copro-bench -s "$sock" -m echo -b 64 -c 2 -n 500000 -q 64 -i spin
-echo
-echo "== open loop: 20000 requests/s per client, 2 clients, clients sleep between requests"
-"$BUILD"/bin/copro-bench -s "$sock" -m echo -b 256 -c 2 -n 40000 -r 20000 -i block
 echo
 "$BUILD"/bin/coproctl -s "$sock" status
