@@ -230,3 +230,30 @@ fuzz: deps all
 
 # Keep intermediate objects (tests and tools are built through pattern chains).
 .SECONDARY:
+
+# ---- ONNX Runtime: optional baseline and second reference (`make ort`) -------
+#
+# Installs ONNX Runtime's CPU build from the npm registry under $(BUILD)/ort:
+# the onnxruntime-node package ships libonnxruntime.so (beside a Node binding
+# nothing here uses); --ignore-scripts skips its install script, which only
+# tries to download GPU extras. Nothing links it: tests/test_ort_reference and
+# bench/onnx_mlp dlopen it from $(BUILD)/ort/node_modules/onnxruntime-node/
+# bin/napi-v*/linux/x64/ (or from $COPRO_ORT_LIB) and skip when it is absent,
+# so neither `make deps` nor `make test` needs it or installs it. Needs npm;
+# ORT_VERSION=1.30.0 pins a version (the default takes npm's latest).
+ORT_DIR := $(BUILD)/ort
+ORT_VERSION ?=
+ORT_LIB_GLOB := $(ORT_DIR)/node_modules/onnxruntime-node/bin/napi-v*/linux/x64/libonnxruntime.so*
+
+ort:
+	$(Q)if ls $(ORT_LIB_GLOB) >/dev/null 2>&1; then \
+		echo "ort: already installed under $(ORT_DIR) (remove $(ORT_DIR) to reinstall)"; \
+	else \
+		command -v npm >/dev/null || { echo "ort: npm not found (apt-get install npm)" >&2; exit 1; }; \
+		mkdir -p $(ORT_DIR) && \
+		npm install --ignore-scripts --no-audit --no-fund --prefix $(ORT_DIR) \
+			onnxruntime-node$(if $(ORT_VERSION),@$(ORT_VERSION)) || exit 1; \
+	fi; \
+	ls $(ORT_LIB_GLOB)
+
+.PHONY: ort

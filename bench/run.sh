@@ -40,4 +40,11 @@ echo
 if [ $# -eq 0 ]; then
 	set -- --bytes 64
 fi
-exec "$bin" --coprod "$BUILD/bin/coprod" "$@"
+"$bin" --coprod "$BUILD/bin/coprod" "$@"
+
+# The fraud MLP in-process, copro's plan beside ONNX Runtime when `make ort`
+# installed it (the row is skipped otherwise).
+if [ -x "$BUILD/bench/onnx_mlp" ]; then
+	echo
+	"$BUILD/bench/onnx_mlp" --copro-model "$BUILD/bin/copro-model"
+fi

@@ -10,6 +10,7 @@
 #ifndef COPRO_ADMIT_H
 #define COPRO_ADMIT_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "copro_abi.h"
@@ -17,6 +18,12 @@
 struct copro_model;
 struct copro_registry;
 struct copro_session;
+
+/* Job states: a queued job can be cancelled until someone claims it to run. */
+#define COPRO_JOB_FREE		0
+#define COPRO_JOB_QUEUED	1
+#define COPRO_JOB_RUNNING	2
+#define COPRO_JOB_CANCELLED	3
 
 struct copro_job {
 	struct copro_sqe sqe;					/* private copy */
@@ -28,6 +35,7 @@ struct copro_job {
 	uint8_t *arena;			/* the session's arena, mapped until the job is done */
 	int32_t res;			/* the completion's result, set by the worker */
 	uint32_t rows;			/* batch rows this job carries */
+	_Atomic uint32_t state;		/* COPRO_JOB_*: who may still cancel it */
 	uint64_t admit_ns, start_ns, end_ns;
 	struct copro_job *next;		/* free list of the job pool */
 };

@@ -101,6 +101,7 @@ struct copro_job *copro_batcher_job_get(struct copro_batcher *b)
 
 void copro_batcher_job_put(struct copro_batcher *b, struct copro_job *job)
 {
+	atomic_store_explicit(&job->state, COPRO_JOB_FREE, memory_order_relaxed);
 	job->next = b->free_list;
 	b->free_list = job;
 }
@@ -125,7 +126,40 @@ uint32_t copro_batcher_reap(struct copro_batcher *b, struct copro_job **out, uin
 
 void copro_batcher_stage(struct copro_batcher *b, struct copro_job *job)
 {
+	atomic_store_explicit(&job->state, COPRO_JOB_QUEUED, memory_order_relaxed);
 	b->staged[b->n_staged++] = job;
+}
+
+/* Claims a queued job to run; 0 if it was cancelled first (its result is set). */
+static int claim(struct copro_job *job)
+{
+	uint32_t expect = COPRO_JOB_QUEUED;
+
+	if (atomic_compare_exchange_strong(&job->state, &expect, COPRO_JOB_RUNNING))
+		return 1;
+	job->res = COPRO_E_CANCELLED;
+	return 0;
+}
+
+int copro_batcher_cancel(struct copro_batcher *b, const struct copro_session *s,
+			 uint64_t user_data)
+{
+	for (uint32_t i = 0; i < b->depth; i++) {
+		struct copro_job *job = &b->pool[i];
+		uint32_t expect = COPRO_JOB_QUEUED;
+
+		if (job->s != s || job->sqe.user_data != user_data ||
+		    atomic_load_explicit(&job->state, memory_order_relaxed) != COPRO_JOB_QUEUED)
+			continue;
+		if (atomic_compare_exchange_strong(&job->state, &expect, COPRO_JOB_CANCELLED)) {
+			/* Let the worker hand it back now, not when its batch would run. */
+			copro_fence();
+			if (atomic_load_explicit(&b->worker_sleeping, memory_order_relaxed))
+				wake(b->efd);
+			return 1;
+		}
+	}
+	return 0;
 }
 
 static int runs_before(const struct copro_job *a, const struct copro_job *b);
@@ -134,7 +168,7 @@ static void run_rows(struct copro_batcher *b, struct copro_job **jobs, uint32_t 
 
 uint32_t copro_batcher_flush(struct copro_batcher *b)
 {
-	uint32_t n = b->n_staged, start = 0, rows = 0, i;
+	uint32_t n = b->n_staged, n_all = n, start = 0, rows = 0, i;
 	uint32_t expect = 0;
 	uint64_t now;
 
@@ -159,8 +193,15 @@ uint32_t copro_batcher_flush(struct copro_batcher *b)
 		}
 		b->staged[k] = job;
 	}
+	/* Jobs cancelled in this same pass complete as such, unrun. */
+	for (i = 0; i < n; i++)
+		b->ran[i] = b->staged[i];
+	for (i = start = 0; i < n; i++)
+		if (claim(b->staged[i]))
+			b->staged[start++] = b->staged[i];
+	n = start;
 	now = now_ns();
-	for (i = 0; i < n; i++) {
+	for (i = start = 0; i < n; i++) {
 		if (rows + b->staged[i]->rows > b->max_batch) {
 			run_rows(b, b->staged + start, i - start, rows, now);
 			start = i;
@@ -171,8 +212,7 @@ uint32_t copro_batcher_flush(struct copro_batcher *b)
 	}
 	run_rows(b, b->staged + start, n - start, rows, now);
 	atomic_store_explicit(&b->busy, 0, memory_order_release);
-	memcpy(b->ran, b->staged, n * sizeof(*b->ran));
-	return n;
+	return n_all;
 }
 
 int copro_batcher_has_done(struct copro_batcher *b)
@@ -214,11 +254,37 @@ static void take_new(struct copro_batcher *b)
 	atomic_store_explicit(&b->held, b->n_pending, memory_order_release);
 }
 
+static void notify_poller(struct copro_batcher *b);
+
 static void hand_back(struct copro_batcher *b, struct copro_job *job)
 {
 	if (!job->end_ns)
 		job->end_ns = job->start_ns;
 	jring_push(&b->done, job);
+}
+
+/* Hands back at once every pending job its client cancelled. */
+static void drop_cancelled(struct copro_batcher *b)
+{
+	uint32_t k = 0, dropped = 0;
+
+	for (uint32_t i = 0; i < b->n_pending; i++) {
+		struct copro_job *job = b->pending[i];
+
+		if (atomic_load_explicit(&job->state, memory_order_relaxed) == COPRO_JOB_CANCELLED) {
+			job->res = COPRO_E_CANCELLED;
+			job->start_ns = job->admit_ns;
+			hand_back(b, job);
+			dropped++;
+		} else {
+			b->pending[k++] = job;
+		}
+	}
+	b->n_pending = k;
+	if (dropped) {
+		atomic_store_explicit(&b->held, k, memory_order_release);
+		notify_poller(b);
+	}
 }
 
 /* Wakes the poller if it sleeps; called once per batch. */
@@ -271,6 +337,10 @@ static void run_batch(struct copro_batcher *b, uint64_t now)
 		if (rows + job->rows > b->max_batch)
 			break;	/* keep the order: the next batch starts here */
 		job->start_ns = now;
+		if (!claim(job)) {
+			hand_back(b, job);	/* cancelled while queued */
+			continue;
+		}
 		batch[n++] = job;
 		rows += job->rows;
 	}
@@ -342,6 +412,7 @@ static void *worker_main(void *arg)
 		uint64_t now, wait_ns = 0;
 
 		take_new(b);
+		drop_cancelled(b);
 		if (!b->n_pending) {
 			if (atomic_load_explicit(&b->stop, memory_order_acquire) &&
 			    jring_empty(&b->in))

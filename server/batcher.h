@@ -102,6 +102,14 @@ void copro_batcher_stage(struct copro_batcher *b, struct copro_job *job);
  * and returns 0.
  */
 uint32_t copro_batcher_flush(struct copro_batcher *b);
+/*
+ * Poller: cancels the queued job of session s with this user_data, if it has
+ * not started. Returns 1 if it will complete with COPRO_E_CANCELLED, 0 if
+ * there is no such job or it already runs.
+ */
+struct copro_session;
+int copro_batcher_cancel(struct copro_batcher *b, const struct copro_session *s,
+			 uint64_t user_data);
 /* Poller: up to max finished jobs. */
 uint32_t copro_batcher_reap(struct copro_batcher *b, struct copro_job **out, uint32_t max);
 /* Poller, before sleeping: whether finished jobs wait (after its fence). */

@@ -143,13 +143,16 @@ static int execute(struct copro_poller *p, struct copro_session *s,
 		break;
 	case COPRO_OP_CANCEL:
 		/*
-		 * Built-in models run to completion when admitted, and a queued
-		 * tensor-model job cannot be withdrawn from its worker yet: a
-		 * CANCEL finds nothing it can cancel.
+		 * Built-in models run to completion when admitted; a tensor-model
+		 * job can be cancelled until a batch claims it.
 		 */
 		cqe->user_data = job.sqe.aux;
 		cqe->flags = COPRO_CQE_F_NOTIF;
 		ret = -ENOENT;
+		for (uint32_t m = 0; m < p->reg->n && ret; m++)
+			if (p->reg->models[m].batcher &&
+			    copro_batcher_cancel(p->reg->models[m].batcher, s, job.sqe.aux))
+				ret = 0;
 		break;
 	default:
 		if (job.sqe.deadline_ns && now > job.sqe.deadline_ns) {

@@ -62,6 +62,7 @@ static uint64_t describe(const struct copro_value *v, const struct copro_kt *sha
 int copro_tmodel_load(const struct copro_model_config *mc, struct copro_tmodel **out, char *err,
 		      size_t errlen)
 {
+	struct copro_plan_opts opts = COPRO_PLAN_OPTS_INIT;
 	struct copro_kt in[COPRO_MAX_TENSORS];
 	struct copro_tmodel *tm;
 	int ret;
@@ -97,6 +98,7 @@ int copro_tmodel_load(const struct copro_model_config *mc, struct copro_tmodel *
 			}
 		}
 	}
+	opts.precision = mc->precision;
 	tm->plans = calloc(tm->max_batch + 1, sizeof(*tm->plans));
 	if (!tm->plans) {
 		ret = -ENOMEM;
@@ -107,7 +109,7 @@ int copro_tmodel_load(const struct copro_model_config *mc, struct copro_tmodel *
 		for (int i = 0; i < tm->n_in; i++)
 			if (in[i].rank)
 				in[i].dims[0] = rows;
-		ret = copro_plan_build(tm->g, in, &tm->plans[rows], err, errlen);
+		ret = copro_plan_build_opts(tm->g, in, &opts, &tm->plans[rows], err, errlen);
 		if (ret)
 			goto fail;
 	}

@@ -116,8 +116,8 @@ static void should_match_the_reference_at_every_batch_size(void **state)
 		struct copro_kt in = { .dtype = COPRO_K_F32, .rank = 2, .dims = { batch, 32 } };
 		struct copro_kt out = { 0 };
 		struct copro_plan *p;
-		float *x = aligned_alloc(64, (size_t)batch * 32 * sizeof(float) + 64);
-		float *y = aligned_alloc(64, (size_t)batch * 3 * sizeof(float) + 64);
+		float *x = aligned_alloc(64, ((size_t)batch * 32 * sizeof(float) + 63) & ~(size_t)63);
+		float *y = aligned_alloc(64, ((size_t)batch * 3 * sizeof(float) + 63) & ~(size_t)63);
 		double *ref = malloc((size_t)batch * 3 * sizeof(double));
 		int ret;
 

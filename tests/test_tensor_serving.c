@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -32,6 +33,12 @@
 
 static char bindir[256], dir[64], sock[128], model[128];
 static pid_t daemon_pid;
+
+/* aligned_alloc wants a size that is a multiple of the alignment. */
+static void *alloc64(size_t n)
+{
+	return aligned_alloc(64, (n + 63) & ~(size_t)63);
+}
 
 static uint64_t now_ns(void)
 {
@@ -63,6 +70,7 @@ static pid_t start_daemon(const char *conf, int *st)
 		char log[160];
 		int fd;
 
+		prctl(PR_SET_PDEATHSIG, SIGKILL);	/* never outlive a crashed test */
 		snprintf(log, sizeof(log), "%s/coprod.log", dir);
 		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
 		dup2(fd, STDERR_FILENO);
@@ -177,8 +185,8 @@ static void expected(const float *x, uint64_t rows, float *y)
 	struct copro_kt in = { .dtype = COPRO_K_F32, .rank = 2, .dims = { (int64_t)rows, IN } };
 	struct copro_kt out = { 0 };
 	char err[256];
-	float *xa = aligned_alloc(64, rows * IN * sizeof(float) + 64);
-	float *ya = aligned_alloc(64, rows * sizeof(float) + 64);
+	float *xa = alloc64(rows * IN * sizeof(float));
+	float *ya = alloc64(rows * sizeof(float));
 
 	assert_int_equal(copro_graph_load(model, &g, err, sizeof(err)), 0);
 	assert_int_equal(copro_plan_build(g, &in, &p, err, sizeof(err)), 0);
@@ -431,6 +439,50 @@ static void should_refuse_a_request_whose_deadline_passes_in_the_queue(void **st
 	copro_close(k.c);
 }
 
+static void should_cancel_a_queued_request(void **state)
+{
+	struct cl k;
+	struct copro_request r;
+	struct copro_cqe cqe[2];
+	uint64_t t0;
+	int got = 0, notif = 0, cancelled = 0;
+
+	/* fraud_small waits 200 ms for rows: the request sits in the queue. */
+	cl_open(&k, "fraud_small", 1, COPRO_IDLE_BLOCK);
+	fill(k.in.data, 1, 4);
+	r = cl_req(&k, 99);
+	t0 = now_ns();
+	assert_int_equal(copro_submit(k.c, &r, 1), 1);
+	usleep(20000);
+	assert_int_equal(copro_cancel(k.c, 99), 0);
+	while (got < 2) {
+		int n = copro_wait(k.c, cqe + got, 2 - got, 5 * SEC);
+
+		assert_true(n > 0);
+		got += n;
+	}
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(cqe[i].user_data, 99);
+		if (cqe[i].flags & COPRO_CQE_F_NOTIF) {
+			assert_int_equal(cqe[i].res, 0);
+			notif++;
+		} else {
+			assert_int_equal(cqe[i].res, COPRO_E_CANCELLED);
+			cancelled++;
+		}
+	}
+	assert_int_equal(notif, 1);
+	assert_int_equal(cancelled, 1);
+	/* Handed back at once, not when the 200 ms batch window closed. */
+	assert_true(now_ns() - t0 < 150000000ULL);
+	/* Nothing left to cancel now. */
+	assert_int_equal(copro_cancel(k.c, 99), 0);
+	assert_int_equal(copro_wait(k.c, cqe, 1, 5 * SEC), 1);
+	assert_true(cqe[0].flags & COPRO_CQE_F_NOTIF);
+	assert_int_equal(cqe[0].res, -ENOENT);
+	copro_close(k.c);
+}
+
 static void should_pass_nan_through_unless_the_model_rejects_it(void **state)
 {
 	struct cl k, s;
@@ -518,6 +570,7 @@ int main(void)
 		cmocka_unit_test(should_refuse_shapes_and_dtypes_the_model_does_not_take),
 		cmocka_unit_test(should_refuse_at_once_when_the_queue_is_full),
 		cmocka_unit_test(should_refuse_a_request_whose_deadline_passes_in_the_queue),
+		cmocka_unit_test(should_cancel_a_queued_request),
 		cmocka_unit_test(should_pass_nan_through_unless_the_model_rejects_it),
 		cmocka_unit_test(should_survive_a_client_killed_with_queued_work),
 		cmocka_unit_test(should_exit_with_a_reason_when_a_model_does_not_load),

@@ -15,6 +15,11 @@
  * the caller's, so a run copies nothing unless a caller's buffer is not
  * 64-byte aligned (the ops may count on that; the ABI does not promise it).
  *
+ * Between the two, with the options asking for it (plan_linear), a
+ * Gemm/MatMul with a constant B becomes a linear step (fuse_linear.c):
+ * the Add of a constant bias row and the activation after it join the
+ * step, and/or its weights are converted to bf16 or int8.
+ *
  * Running binds the caller's pointers into the steps (a list of patches
  * made at build time) and calls each op's run(). It allocates nothing and
  * takes no lock, so one plan serves one thread at a time.
@@ -26,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "onnx/fuse.h"
 #include "onnx/graph.h"
 #include "onnx/ops.h"
 #include "onnx/plan.h"
@@ -79,6 +85,7 @@ struct plan_step {
 	struct copro_kt *in;	/* (n_in) planned shapes and bound data */
 	struct copro_kt *out;	/* (n_out) */
 	size_t *tmp_off;	/* (n_out) arena offsets of unused outputs, build time */
+	int *own_out;		/* a linear step's node.out, owned (not the graph's) */
 	int copy_src;		/* copy steps: the value copied */
 	int copy_dst;		/* copy steps: the graph output written */
 	size_t copy_bytes;
@@ -106,6 +113,8 @@ struct copro_plan {
 	size_t arena_bytes;
 	void *scratch;
 	size_t scratch_bytes;
+	int n_lowp;			/* linear steps in bf16/int8 */
+	const char *kernel;		/* their kernel, for reports */
 };
 
 static int __attribute__((format(printf, 4, 5)))
@@ -273,6 +282,7 @@ struct builder {
 	const struct copro_kt *in;	/* the caller's inputs (data only for freezing) */
 	struct copro_plan *p;
 	struct pval *pv;	/* (g->n_values) */
+	struct copro_plan_opts opts;
 	int64_t total;		/* bytes allocated so far, against COPRO_PLAN_MAX_BYTES */
 	char *err;
 	size_t errlen;
@@ -297,8 +307,10 @@ static void step_release(struct plan_step *s)
 	free(s->in);
 	free(s->out);
 	free(s->tmp_off);
+	free(s->own_out);
 	s->in = s->out = NULL;
 	s->tmp_off = NULL;
+	s->own_out = NULL;
 }
 
 /* Checks the caller's input shapes against the graph's declarations. */
@@ -586,11 +598,28 @@ static int plan_outputs(struct builder *b)
 	return 0;
 }
 
+/* Closes the gaps that steps marked dead (n_in = -1, already released) left. */
+static void compact_steps(struct copro_plan *p)
+{
+	int i, k = 0;
+
+	for (i = 0; i < p->n_steps; i++) {
+		if (p->steps[i].n_in < 0)
+			continue;
+		if (k != i)
+			p->steps[k] = p->steps[i];
+		k++;
+	}
+	for (i = k; i < p->n_steps; i++)
+		memset(&p->steps[i], 0, sizeof(p->steps[i]));
+	p->n_steps = k;
+}
+
 /* Drops steps whose outputs reach no graph output and no later live step. */
 static void plan_dce(struct builder *b)
 {
 	struct copro_plan *p = b->p;
-	int i, j, k = 0;
+	int i, j;
 
 	for (i = 0; i < b->g->n_outputs; i++)
 		b->pv[b->g->outputs[i]].live = 1;
@@ -612,16 +641,267 @@ static void plan_dce(struct builder *b)
 				b->pv[s->node.in[j]].live = 1;
 		}
 	}
-	for (i = 0; i < p->n_steps; i++) {
-		if (p->steps[i].n_in < 0)
-			continue;
-		if (k != i)
-			p->steps[k] = p->steps[i];
-		k++;
+	compact_steps(p);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Linear steps: fusion and lower precision                               */
+/* ---------------------------------------------------------------------- */
+
+static int is_op(const struct plan_step *s, const char *name)
+{
+	return s->op && s->n_in >= 0 && strcmp(s->op->name, name) == 0;
+}
+
+static int same_dims(const struct copro_kt *a, const struct copro_kt *b)
+{
+	int i;
+
+	if (a->rank != b->rank)
+		return 0;
+	for (i = 0; i < a->rank; i++) {
+		if (a->dims[i] != b->dims[i])
+			return 0;
 	}
-	for (i = k; i < p->n_steps; i++)
-		memset(&p->steps[i], 0, sizeof(p->steps[i]));
-	p->n_steps = k;
+	return 1;
+}
+
+/*
+ * The step after step i that reads value id, when it is id's one reader
+ * (nread counts every read: a node that reads it twice, a copy step) and
+ * id is no graph output, which fusing would leave unwritten; -1 if not.
+ */
+static int sole_reader(struct builder *b, const int *nread, int id, int i)
+{
+	struct copro_plan *p = b->p;
+	int k, j;
+
+	if (id < 0 || nread[id] != 1 || b->g->values[id].is_output || b->pv[id].kind != PV_INTER)
+		return -1;
+	for (k = i + 1; k < p->n_steps; k++) {
+		const struct plan_step *s = &p->steps[k];
+
+		for (j = 0; s->op && s->n_in >= 0 && j < s->node.n_in; j++) {
+			if (s->node.in[j] == id)
+				return k;
+		}
+	}
+	return -1;
+}
+
+/*
+ * Whether step s is a Gemm or MatMul the linear step can take: f32, B a
+ * constant 2-D matrix, A 2-D (Gemm) or at least 2-D (MatMul, whose
+ * batch dims become rows). Fills sp's product fields if so.
+ */
+static int linear_spec(struct builder *b, struct plan_step *s, struct copro_linear_spec *sp)
+{
+	const struct copro_kt *a = &s->in[0], *w = &s->in[1];
+	int gemm = is_op(s, "Gemm"), i;
+
+	if ((!gemm && !is_op(s, "MatMul")) || s->node.n_in < 2 || s->node.n_out != 1 ||
+	    s->node.in[0] < 0 || s->node.in[1] < 0 || s->node.out[0] < 0)
+		return 0;
+	if (a->dtype != COPRO_K_F32 || w->dtype != COPRO_K_F32 || s->out[0].dtype != COPRO_K_F32 ||
+	    w->rank != 2 || b->pv[s->node.in[1]].kind != PV_CONST || !w->data)
+		return 0;
+	memset(sp, 0, sizeof(*sp));
+	sp->op = s->op;
+	sp->node = s->node;
+	sp->b = w->data;
+	if (gemm) {
+		if (a->rank != 2 || !s->node.priv)
+			return 0;
+		sp->ta = copro_attr_int(&s->node, "transA", 0) != 0;
+		sp->tb = copro_attr_int(&s->node, "transB", 0) != 0;
+		sp->alpha = copro_attr_float(&s->node, "alpha", 1.0f);
+		sp->beta = copro_attr_float(&s->node, "beta", 1.0f);
+		sp->M = a->dims[sp->ta ? 1 : 0];
+		sp->K = a->dims[sp->ta ? 0 : 1];
+		sp->N = w->dims[sp->tb ? 0 : 1];
+		if (s->node.n_in > 2 && s->node.in[2] >= 0 && s->in[2].dtype)
+			sp->c = &s->in[2];
+		return 1;
+	}
+	if (a->rank < 2)
+		return 0;
+	sp->alpha = 1.0f;
+	sp->M = 1;
+	for (i = 0; i + 1 < a->rank; i++)
+		sp->M *= a->dims[i];
+	sp->K = a->dims[a->rank - 1];
+	sp->N = w->dims[1];
+	return 1;
+}
+
+/*
+ * Whether step s is an f32 Add of value id and a constant row (every dim
+ * 1 but the last, which is N or 1) that leaves id's shape as it is; if
+ * so, *bias gets that row as N floats (malloc'ed).
+ */
+static int bias_add(struct builder *b, const struct plan_step *s, int id,
+		    const struct copro_kt *shape, int64_t N, float **bias)
+{
+	int other, d;
+	const struct pval *v;
+	int64_t j, last;
+
+	if (!is_op(s, "Add") || s->node.n_in != 2 || s->node.n_out != 1 || s->node.out[0] < 0 ||
+	    !same_dims(&s->out[0], shape) || s->out[0].dtype != COPRO_K_F32)
+		return 0;
+	other = s->node.in[0] == id ? s->node.in[1] : s->node.in[0];
+	if (other < 0 || other == id)
+		return 0;
+	v = &b->pv[other];
+	if (v->kind != PV_CONST || v->t.dtype != COPRO_K_F32 || !v->t.data ||
+	    v->t.rank > shape->rank)
+		return 0;
+	for (d = 0; d + 1 < v->t.rank; d++) {
+		if (v->t.dims[d] != 1)
+			return 0;
+	}
+	last = v->t.rank ? v->t.dims[v->t.rank - 1] : 1;
+	if (last != N && last != 1)
+		return 0;
+	*bias = malloc((size_t)(N ? N : 1) * sizeof(float));
+	if (!*bias)
+		return -ENOMEM;
+	for (j = 0; j < N; j++)
+		(*bias)[j] = ((const float *)v->t.data)[last == 1 ? 0 : j];
+	return 1;
+}
+
+/* The COPRO_ACT_* step s computes on f32 value id, keeping its shape; -1 if none. */
+static int act_of(const struct plan_step *s, int id, const struct copro_kt *shape, float *alpha)
+{
+	static const struct {
+		const char *name;
+		int act;
+	} acts[] = {
+		{ "Relu", COPRO_ACT_RELU }, { "LeakyRelu", COPRO_ACT_LEAKY },
+		{ "Sigmoid", COPRO_ACT_SIGMOID }, { "Tanh", COPRO_ACT_TANH },
+	};
+	size_t k;
+
+	if (!s->op || s->n_in < 0 || s->node.n_in != 1 || s->node.in[0] != id ||
+	    s->node.n_out != 1 || s->node.out[0] < 0 || s->out[0].dtype != COPRO_K_F32 ||
+	    !same_dims(&s->out[0], shape))
+		return -1;
+	for (k = 0; k < sizeof(acts) / sizeof(acts[0]); k++) {
+		if (strcmp(s->op->name, acts[k].name) == 0) {
+			*alpha = copro_attr_float(&s->node, "alpha", 0.01f);
+			return acts[k].act;
+		}
+	}
+	return -1;
+}
+
+/*
+ * Turns Gemm/MatMul steps into linear steps: with opts.fuse, each takes
+ * the bias Add and the activation that follow it (when it is their
+ * intermediate's one reader), and with a lower precision each converts
+ * its weights. The absorbed steps are dropped. A Gemm/MatMul with
+ * nothing to absorb in f32 stays as it is.
+ */
+static int plan_linear(struct builder *b)
+{
+	const struct copro_plan_opts *o = &b->opts;
+	struct copro_plan *p = b->p;
+	float *bias = NULL;
+	int *nread, i, j, rc = 0;
+
+	if (!o->fuse && o->precision == COPRO_PREC_F32)
+		return 0;
+	nread = calloc(b->g->n_values ? (size_t)b->g->n_values : 1, sizeof(*nread));
+	if (!nread)
+		return fail(b->err, b->errlen, -ENOMEM, "out of memory");
+	for (i = 0; i < p->n_steps; i++) {
+		const struct plan_step *s = &p->steps[i];
+
+		if (!s->op)
+			nread[s->copy_src]++;
+		for (j = 0; s->op && j < s->node.n_in; j++) {
+			if (s->node.in[j] >= 0)
+				nread[s->node.in[j]]++;
+		}
+	}
+	for (i = 0; i < p->n_steps; i++) {
+		struct plan_step *s = &p->steps[i];
+		struct copro_linear_spec sp;
+		int add = -1, act = -1, last, r, lowp;
+		const char *kernel;
+		size_t bytes;
+
+		if (s->n_in < 0 || !linear_spec(b, s, &sp))
+			continue;
+		last = s->node.out[0];
+		sp.act = COPRO_ACT_NONE;
+		r = o->fuse ? sole_reader(b, nread, last, i) : -1;
+		if (r >= 0) {
+			rc = bias_add(b, &p->steps[r], last, &s->out[0], sp.N, &bias);
+			if (rc < 0)
+				goto nomem;
+			if (rc > 0) {
+				add = r;
+				last = p->steps[r].node.out[0];
+				r = sole_reader(b, nread, last, r);
+			}
+			rc = 0;
+		}
+		if (r >= 0) {
+			sp.act = act_of(&p->steps[r], last, &s->out[0], &sp.act_alpha);
+			if (sp.act >= 0) {
+				act = r;
+				last = p->steps[r].node.out[0];
+			} else {
+				sp.act = COPRO_ACT_NONE;
+			}
+		}
+		if (add < 0 && act < 0 && o->precision == COPRO_PREC_F32)
+			continue;
+		sp.bias = bias;
+		sp.precision = o->precision;
+		sp.portable = (o->flags & COPRO_PLAN_F_PORTABLE) != 0;
+		s->own_out = malloc(sizeof(*s->own_out));
+		if (!s->own_out)
+			goto nomem;
+		rc = copro_linear_make(&s->node, &sp, &bytes, &lowp, &kernel);
+		free(bias);
+		bias = NULL;
+		if (rc) {
+			s->node.priv = NULL;	/* released by copro_linear_make */
+			goto nomem;
+		}
+		s->op = &copro_op_linear;
+		s->own_out[0] = last;
+		s->node.out = s->own_out;
+		s->out[0] = b->pv[last].t;
+		s->out[0].data = NULL;
+		b->pv[last].def = i;
+		if (lowp) {
+			p->n_lowp++;
+			p->kernel = kernel;
+		}
+		rc = charge(b, (int64_t)bytes, "lowered weights");
+		if (rc)
+			goto out;
+		for (j = 0; j < 2; j++) {
+			int k = j ? act : add;
+
+			if (k >= 0) {
+				step_release(&p->steps[k]);
+				p->steps[k].n_in = -1;
+			}
+		}
+	}
+	compact_steps(p);
+	goto out;
+nomem:
+	rc = fail(b->err, b->errlen, -ENOMEM, "out of memory");
+out:
+	free(bias);
+	free(nread);
+	return rc;
 }
 
 /* Whether value id is read by step s at some input other than input 0. */
@@ -832,6 +1112,58 @@ static int plan_bind(struct builder *b)
 int copro_plan_build(const struct copro_graph *g, const struct copro_kt *in,
 		     struct copro_plan **out, char *err, size_t errlen)
 {
+	/* The defaults: f32, Gemm/MatMul fused with bias and activation. */
+	return copro_plan_build_opts(g, in, NULL, out, err, errlen);
+}
+
+int copro_prec_parse(const char *s, uint32_t *prec)
+{
+	if (!s)
+		return -EINVAL;
+	if (!strcmp(s, "f32") || !strcmp(s, "fp32") || !strcmp(s, "float32"))
+		*prec = COPRO_PREC_F32;
+	else if (!strcmp(s, "bf16") || !strcmp(s, "bfloat16"))
+		*prec = COPRO_PREC_BF16;
+	else if (!strcmp(s, "int8"))
+		*prec = COPRO_PREC_INT8;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+const char *copro_prec_name(uint32_t prec)
+{
+	switch (prec) {
+	case COPRO_PREC_F32: return "f32";
+	case COPRO_PREC_BF16: return "bf16";
+	case COPRO_PREC_INT8: return "int8";
+	default: return "?";
+	}
+}
+
+/* Refuses options this runtime does not know, naming the field. */
+static int check_opts(const struct copro_plan_opts *o, char *err, size_t errlen)
+{
+	size_t i;
+
+	if (o->precision > COPRO_PREC_INT8)
+		return fail(err, errlen, -EINVAL, "unknown precision %u", o->precision);
+	if (o->fuse > 1)
+		return fail(err, errlen, -EINVAL, "fuse must be 0 or 1, not %u", o->fuse);
+	if (o->flags & ~COPRO_PLAN_F_PORTABLE)
+		return fail(err, errlen, -EINVAL, "unknown plan flags 0x%x", o->flags);
+	for (i = 0; i < sizeof(o->reserved) / sizeof(o->reserved[0]); i++) {
+		if (o->reserved[i])
+			return fail(err, errlen, -EINVAL, "reserved option %zu is not 0", i);
+	}
+	return 0;
+}
+
+int copro_plan_build_opts(const struct copro_graph *g, const struct copro_kt *in,
+			  const struct copro_plan_opts *opts, struct copro_plan **out, char *err,
+			  size_t errlen)
+{
+	static const struct copro_plan_opts defaults = COPRO_PLAN_OPTS_INIT;
 	struct builder b = { .g = g, .in = in, .err = err, .errlen = errlen };
 	struct copro_plan *p;
 	int i, k, rc;
@@ -839,6 +1171,10 @@ int copro_plan_build(const struct copro_graph *g, const struct copro_kt *in,
 	*out = NULL;
 	if (err && errlen)
 		err[0] = '\0';
+	b.opts = opts ? *opts : defaults;
+	rc = check_opts(&b.opts, err, errlen);
+	if (rc)
+		return rc;
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return fail(err, errlen, -ENOMEM, "out of memory");
@@ -882,6 +1218,9 @@ int copro_plan_build(const struct copro_graph *g, const struct copro_kt *in,
 	if (rc)
 		goto fail;
 	plan_dce(&b);
+	rc = plan_linear(&b);
+	if (rc)
+		goto fail;
 	rc = plan_arena(&b);
 	if (rc)
 		goto fail;
@@ -990,6 +1329,16 @@ size_t copro_plan_arena_bytes(const struct copro_plan *p)
 int copro_plan_n_steps(const struct copro_plan *p)
 {
 	return p ? p->n_steps : 0;
+}
+
+int copro_plan_n_lowp(const struct copro_plan *p)
+{
+	return p ? p->n_lowp : 0;
+}
+
+const char *copro_plan_kernel(const struct copro_plan *p)
+{
+	return p && p->kernel ? p->kernel : "f32";
 }
 
 void copro_plan_free(struct copro_plan *p)
