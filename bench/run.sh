@@ -48,3 +48,7 @@ if [ -x "$BUILD/bench/onnx_mlp" ]; then
 	echo
 	"$BUILD/bench/onnx_mlp" --copro-model "$BUILD/bin/copro-model"
 fi
+
+# The same MLP served by coprod to client processes, batching off and on.
+echo
+"$(dirname "$0")/tensor.sh" 20000
