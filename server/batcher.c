@@ -328,7 +328,8 @@ static void run_batch(struct copro_batcher *b, uint64_t now)
 
 		if (job->sqe.deadline_ns && now > job->sqe.deadline_ns) {
 			/* Late already: refuse at once, the caller can fall back. */
-			job->res = COPRO_E_DEADLINE;
+			if (claim(job))
+				job->res = COPRO_E_DEADLINE;	/* else it stays cancelled */
 			job->start_ns = now;
 			hand_back(b, job);
 			stat_add(&b->expired, 1);
