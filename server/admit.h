@@ -36,6 +36,8 @@ struct copro_job {
 	int32_t res;			/* the completion's result, set by the worker */
 	uint32_t rows;			/* batch rows this job carries */
 	_Atomic uint32_t state;		/* COPRO_JOB_*: who may still cancel it */
+	uint8_t *priv;			/* cache on: private inputs, then outputs */
+	uint64_t key;			/* cache key of the private inputs */
 	uint64_t admit_ns, start_ns, end_ns;
 	struct copro_job *next;		/* free list of the job pool */
 };

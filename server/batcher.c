@@ -468,6 +468,16 @@ int copro_batcher_start(struct copro_batcher **out, struct copro_model *m,
 	b->ran = calloc(b->depth, sizeof(*b->ran));
 	if (!b->pool || !b->pending || !b->batch || !b->staged || !b->ran)
 		goto fail;
+	if (mc->cache_mib) {
+		/* Private copies for the cache: every job's inputs and outputs. */
+		uint64_t per = (b->tm->in_max + b->tm->out_max + 63) & ~63ULL;
+
+		b->priv = aligned_alloc(64, per * b->depth);
+		if (!b->priv)
+			goto fail;
+		for (uint32_t i = 0; i < b->depth; i++)
+			b->pool[i].priv = b->priv + per * i;
+	}
 	for (uint32_t i = 0; i < b->depth; i++)
 		copro_batcher_job_put(b, &b->pool[i]);
 	b->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -490,6 +500,7 @@ fail:
 	free(b->batch);
 	free(b->staged);
 	free(b->ran);
+	free(b->priv);
 	free(b);
 	return ret;
 }
@@ -517,5 +528,6 @@ void copro_batcher_stop(struct copro_batcher *b)
 	free(b->batch);
 	free(b->staged);
 	free(b->ran);
+	free(b->priv);
 	free(b);
 }

@@ -52,6 +52,7 @@ struct copro_batcher {
 	struct copro_job **staged;	/* admitted this pass, not yet handed over */
 	uint32_t n_staged;
 	struct copro_job **ran;		/* run inline by flush, to complete */
+	uint8_t *priv;			/* the jobs' private copies (cache on) */
 
 	_Atomic uint32_t busy;		/* whoever runs the plans holds this */
 	_Atomic uint32_t held;		/* jobs the worker holds (published by it) */

@@ -177,6 +177,10 @@ int copro_model_config_set(struct copro_model_config *m, const char *key, const 
 			m->precision = 2;
 		else
 			return -EINVAL;
+	} else if (!strcmp(key, "cache_mib")) {
+		if (parse_uint(value, 10, 0, 65536, &v))
+			return -EINVAL;
+		m->cache_mib = (uint32_t)v;
 	} else if (!strcmp(key, "reject_nonfinite")) {
 		if (parse_uint(value, 10, 0, 1, &v))
 			return -EINVAL;

@@ -27,6 +27,7 @@ struct copro_model_config {
 	uint32_t queue_depth;		/* requests queued before COPRO_E_OVERLOAD, default 1024 */
 	uint32_t precision;		/* COPRO_PREC_* of the kernels, default f32 */
 	uint32_t reject_nonfinite;	/* 1: NaN/Inf outputs fail the request */
+	uint32_t cache_mib;		/* response cache size, 0 = off */
 	int line;			/* where the section starts, for messages */
 };
 

@@ -26,6 +26,7 @@
 #include "session.h"
 #include "tmodel.h"
 #include "batcher.h"
+#include "cache.h"
 
 /* io_uring user_data tags; receives use the session pointer. */
 #define TAG_ACCEPT	1
@@ -388,6 +389,18 @@ static int do_status(struct copro_server *srv, struct copro_session *s)
 				(unsigned long long)nb, (unsigned long long)rows,
 				nb ? (double)rows / nb : 0.0,
 				(unsigned long long)atomic_load(&b->expired));
+		}
+		if (m->cache) {
+			struct copro_cache *c = m->cache;
+
+			bprintf(text, cap, &len,
+				" cache_hits=%llu cache_misses=%llu cache_entries=%llu "
+				"cache_bytes=%llu cache_evictions=%llu",
+				(unsigned long long)atomic_load(&c->hits),
+				(unsigned long long)atomic_load(&c->misses),
+				(unsigned long long)atomic_load(&c->entries),
+				(unsigned long long)atomic_load(&c->used_bytes),
+				(unsigned long long)atomic_load(&c->evictions));
 		}
 		bprintf(text, cap, &len, "\n");
 	}

@@ -17,6 +17,7 @@
 struct copro_job;
 struct copro_tmodel;
 struct copro_batcher;
+struct copro_cache;
 
 struct copro_model {
 	char name[COPRO_NAME_MAX];
@@ -29,6 +30,7 @@ struct copro_model {
 	uint32_t max_rows;		/* >0: dim 0 is the batch; all tensors agree, <= this */
 	struct copro_tmodel *tm;	/* tensor model, or NULL for a built-in */
 	struct copro_batcher *batcher;	/* where its jobs go; NULL: run inline */
+	struct copro_cache *cache;	/* response cache, or NULL */
 	struct copro_tensor_sig sig[COPRO_MAX_TENSORS];
 	/*
 	 * Runs one admitted job on the client's arena (validated ranges only).

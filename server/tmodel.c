@@ -131,6 +131,7 @@ int copro_tmodel_load(const struct copro_model_config *mc, struct copro_tmodel *
 			ret = -ENOTSUP;
 			goto fail;
 		}
+		*(i < tm->n_in ? &tm->in_max : &tm->out_max) += tm->row_bytes[i] * tm->max_batch;
 		tm->buf[i] = aligned_alloc(64, (tm->row_bytes[i] * tm->max_batch + 63) & ~63ULL);
 		if (!tm->buf[i]) {
 			ret = -ENOMEM;
@@ -179,13 +180,22 @@ void copro_tmodel_run(struct copro_tmodel *tm, struct copro_job **jobs, uint32_t
 	uint64_t at;
 	int ret;
 
-	/* Gather: each job's rows, straight from its client's arena. */
+	/*
+	 * Gather: each job's rows, straight from its client's arena, or from
+	 * its private copy when the cache keyed it (compute on what was hashed).
+	 */
 	for (int i = 0; i < tm->n_in; i++) {
 		at = 0;
 		for (uint32_t j = 0; j < n; j++) {
 			const struct copro_tensor_desc *d = &jobs[j]->desc[i];
+			const uint8_t *src = jobs[j]->arena + d->offset;
 
-			memcpy((uint8_t *)tm->buf[i] + at, jobs[j]->arena + d->offset, d->length);
+			if (jobs[j]->priv) {
+				src = jobs[j]->priv;
+				for (int k = 0; k < i; k++)
+					src += jobs[j]->desc[k].length;
+			}
+			memcpy((uint8_t *)tm->buf[i] + at, src, d->length);
 			at += d->length;
 		}
 		in[i] = tm->g->values[tm->g->inputs[i]].t;
@@ -208,6 +218,14 @@ void copro_tmodel_run(struct copro_tmodel *tm, struct copro_job **jobs, uint32_t
 			    !all_finite((const float *)src, d->length / 4))
 				jobs[j]->res = -EDOM;
 			memcpy(jobs[j]->arena + d->offset, src, d->length);
+			if (jobs[j]->priv) {
+				/* The cache stores our copy, never the client's bytes. */
+				uint8_t *dst = jobs[j]->priv + tm->in_max;
+
+				for (int k = 0; k < o; k++)
+					dst += jobs[j]->desc[tm->n_in + k].length;
+				memcpy(dst, src, d->length);
+			}
 			at += d->length;
 		}
 	}

@@ -29,6 +29,7 @@ struct copro_tmodel {
 	uint64_t row_bytes[COPRO_MAX_TENSORS];	/* bytes of one batch row of each */
 	void *buf[COPRO_MAX_TENSORS];		/* max_batch rows of each, 64-aligned */
 	uint32_t reject_nonfinite;
+	uint64_t in_max, out_max;		/* bytes of all inputs / outputs at max_batch */
 };
 
 /*

@@ -121,8 +121,9 @@ static int setup(void **state)
 		   "[model.fraud_delay]\npath = %s\nmax_batch = 64\nmax_delay_us = 2000\n\n"
 		   "[model.fraud_small]\npath = %s\nmax_batch = 4\nmax_delay_us = 200000\n"
 		   "queue_depth = 4\n\n"
-		   "[model.fraud_strict]\npath = %s\nreject_nonfinite = 1\n",
-		model, model, model, model);
+		   "[model.fraud_strict]\npath = %s\nreject_nonfinite = 1\n\n"
+		   "[model.fraud_cached]\npath = %s\ncache_mib = 1\n",
+		model, model, model, model, model);
 	fclose(f);
 	daemon_pid = start_daemon(conf, &st);
 	return daemon_pid > 0 ? 0 : -1;
@@ -483,6 +484,71 @@ static void should_cancel_a_queued_request(void **state)
 	copro_close(k.c);
 }
 
+/* Reads "KEY=N" of a model's status line. */
+static uint64_t model_stat(const char *name, const char *key)
+{
+	struct copro_client *c;
+	char buf[8192], k[96], *line, *v;
+
+	assert_int_equal(copro_connect(sock, NULL, &c), 0);
+	assert_true(copro_status(c, buf, sizeof(buf)) > 0);
+	copro_close(c);
+	snprintf(k, sizeof(k), "model name=%s ", name);
+	line = strstr(buf, k);
+	assert_non_null(line);
+	*strchrnul(line, '\n') = '\0';
+	snprintf(k, sizeof(k), " %s=", key);
+	v = strstr(line, k);
+	assert_non_null(v);
+	return strtoull(v + strlen(k), NULL, 10);
+}
+
+static void should_answer_repeated_inputs_from_the_cache(void **state)
+{
+	struct cl k;
+	struct copro_request r;
+	float first[3], again[3];
+	uint64_t hits0 = model_stat("fraud_cached", "cache_hits");
+	uint64_t rows0 = model_stat("fraud_cached", "rows");
+
+	cl_open(&k, "fraud_cached", 3, COPRO_IDLE_BLOCK);
+	fill(k.in.data, 3, 11);
+	r = cl_req(&k, 1);
+	assert_int_equal(copro_run(k.c, &r, 5 * SEC), 0);
+	memcpy(first, k.out.data, sizeof(first));
+	memset(k.out.data, 0, sizeof(first));
+	assert_int_equal(copro_run(k.c, &r, 5 * SEC), 0);
+	memcpy(again, k.out.data, sizeof(again));
+	/* A hit returns the very same bytes and does not run the model. */
+	assert_memory_equal(first, again, sizeof(first));
+	assert_int_equal(model_stat("fraud_cached", "cache_hits"), hits0 + 1);
+	assert_int_equal(model_stat("fraud_cached", "rows"), rows0 + 3);
+	/* One changed byte is another key. */
+	((float *)k.in.data)[5] += 1.0f;
+	assert_int_equal(copro_run(k.c, &r, 5 * SEC), 0);
+	assert_int_equal(model_stat("fraud_cached", "cache_hits"), hits0 + 1);
+	assert_int_equal(model_stat("fraud_cached", "rows"), rows0 + 6);
+	copro_close(k.c);
+}
+
+static void should_keep_the_cache_within_its_bytes(void **state)
+{
+	struct cl k;
+	struct copro_request r;
+
+	cl_open(&k, "fraud_cached", 1, COPRO_IDLE_SPIN);
+	r = cl_req(&k, 1);
+	/* ~230 bytes an entry: 8000 distinct rows overflow 1 MiB. */
+	fill(k.in.data, 1, 5);
+	for (uint32_t i = 0; i < 8000; i++) {
+		((float *)k.in.data)[0] = (float)i;	/* distinct inputs */
+		assert_int_equal(copro_run(k.c, &r, 5 * SEC), 0);
+	}
+	assert_true(model_stat("fraud_cached", "cache_evictions") > 0);
+	assert_true(model_stat("fraud_cached", "cache_bytes") <= 1ULL << 20);
+	copro_close(k.c);
+}
+
 static void should_pass_nan_through_unless_the_model_rejects_it(void **state)
 {
 	struct cl k, s;
@@ -571,6 +637,8 @@ int main(void)
 		cmocka_unit_test(should_refuse_at_once_when_the_queue_is_full),
 		cmocka_unit_test(should_refuse_a_request_whose_deadline_passes_in_the_queue),
 		cmocka_unit_test(should_cancel_a_queued_request),
+		cmocka_unit_test(should_answer_repeated_inputs_from_the_cache),
+		cmocka_unit_test(should_keep_the_cache_within_its_bytes),
 		cmocka_unit_test(should_pass_nan_through_unless_the_model_rejects_it),
 		cmocka_unit_test(should_survive_a_client_killed_with_queued_work),
 		cmocka_unit_test(should_exit_with_a_reason_when_a_model_does_not_load),
