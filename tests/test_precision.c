@@ -69,45 +69,7 @@
 /* Allocation counter                                                     */
 /* ---------------------------------------------------------------------- */
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define COUNT_ALLOCS 0
-#else
-#define COUNT_ALLOCS 1
-extern void *__libc_malloc(size_t n);
-extern void *__libc_calloc(size_t n, size_t k);
-extern void *__libc_realloc(void *p, size_t n);
-extern void __libc_free(void *p);
-#endif
-static volatile int counting;
-static volatile long n_allocs;
-
-#if COUNT_ALLOCS
-void *malloc(size_t n)
-{
-	if (counting)
-		n_allocs++;
-	return __libc_malloc(n);
-}
-
-void *calloc(size_t n, size_t k)
-{
-	if (counting)
-		n_allocs++;
-	return __libc_calloc(n, k);
-}
-
-void *realloc(void *p, size_t n)
-{
-	if (counting)
-		n_allocs++;
-	return __libc_realloc(p, n);
-}
-
-void free(void *p)
-{
-	__libc_free(p);
-}
-#endif
+#include "alloc_count.h"
 
 /* ---------------------------------------------------------------------- */
 /* Models and inputs                                                      */
