@@ -695,6 +695,10 @@ int copro_server_init(struct copro_server *srv)
 	srv->notify_efd = eventfd(0, EFD_CLOEXEC);
 	if (srv->notify_efd < 0)
 		return -errno;
+	/* Models first: a daemon that cannot serve them never shows a socket. */
+	ret = load_models(srv);
+	if (ret)
+		return ret;
 	ret = bind_socket(srv);
 	if (ret)
 		return ret;
@@ -703,9 +707,6 @@ int copro_server_init(struct copro_server *srv)
 		log_err("io_uring: %s", strerror(-ret));
 		return ret;
 	}
-	ret = load_models(srv);
-	if (ret)
-		return ret;
 	ret = copro_poller_start(&srv->poller, &srv->reg, &srv->cfg, srv->cfg.idle,
 				 srv->cfg.spin_us, srv->notify_efd);
 	if (ret) {
