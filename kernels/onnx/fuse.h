@@ -115,6 +115,37 @@ static inline int copro_epi_vec_act(const struct copro_epi *e)
 			 e->act == COPRO_ACT_LEAKY);
 }
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/*
+ * Stores one vector of 16 (cnt at the row's end) finished outputs at
+ * yr[n..]: adds the bias, applies Relu/LeakyRelu in registers when vact,
+ * and leaves the rest to copro_epi_finish(). Both AVX-512 kernels end
+ * here; their callers' targets include avx512f.
+ */
+__attribute__((target("avx512f"))) static inline void
+copro_epi_store16(const struct copro_epi *e, __m512 v, float *yr, int64_t m, int64_t n,
+		  int64_t cnt, int vact)
+{
+	__mmask16 mask = (__mmask16)((1u << cnt) - 1);
+
+	if (e->bias)
+		v = _mm512_add_ps(v, _mm512_loadu_ps(e->bias + n));
+	if (vact && e->act == COPRO_ACT_RELU) {
+		/* max(0, v): keeps NaN and -0, as v < 0 ? 0 : v does */
+		v = _mm512_max_ps(_mm512_setzero_ps(), v);
+	} else if (vact && e->act == COPRO_ACT_LEAKY) {
+		__mmask16 neg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);
+
+		v = _mm512_mask_mul_ps(v, neg, v, _mm512_set1_ps(e->act_alpha));
+	}
+	_mm512_mask_storeu_ps(yr + n, mask, v);
+	if (!vact || e->act == COPRO_ACT_SIGMOID || e->act == COPRO_ACT_TANH)
+		copro_epi_finish(e, yr + n, m, n, cnt);
+}
+#endif
+
 /* ---------------------------------------------------------------------- */
 /* The blocking both AVX-512 kernels share                                */
 /* ---------------------------------------------------------------------- */

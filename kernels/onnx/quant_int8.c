@@ -304,25 +304,11 @@ static INLINE_VNNI void q8_block(const struct copro_q8w *w, const uint8_t *xq, c
 #pragma GCC unroll 16
 		for (j = 0; j < NV; j++) {
 			int64_t n = n0 + 16 * j, cnt = N - n < 16 ? N - n : 16;
-			__mmask16 mask = (__mmask16)((1u << cnt) - 1);
 			__m512i s = _mm512_sub_epi32(acc[r][j], _mm512_loadu_si512(w->comp + n));
 			__m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(s),
 						 _mm512_mul_ps(rs, _mm512_loadu_ps(w->scale + n)));
 
-			if (e->bias)
-				v = _mm512_add_ps(v, _mm512_loadu_ps(e->bias + n));
-			if (vact && e->act == COPRO_ACT_RELU) {
-				/* max(0, v): keeps NaN and -0, as v < 0 ? 0 : v does */
-				v = _mm512_max_ps(_mm512_setzero_ps(), v);
-			} else if (vact && e->act == COPRO_ACT_LEAKY) {
-				__mmask16 neg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(),
-								   _CMP_LT_OQ);
-
-				v = _mm512_mask_mul_ps(v, neg, v, _mm512_set1_ps(e->act_alpha));
-			}
-			_mm512_mask_storeu_ps(yr + n, mask, v);
-			if (!vact || e->act == COPRO_ACT_SIGMOID || e->act == COPRO_ACT_TANH)
-				copro_epi_finish(e, yr + n, m0 + r, n, cnt);
+			copro_epi_store16(e, v, yr, m0 + r, n, cnt, vact);
 		}
 	}
 }
