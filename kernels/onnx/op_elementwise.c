@@ -130,8 +130,13 @@ static int bcast_infer(struct copro_node *n, const struct copro_kt *in, struct c
 	return 0;
 }
 
-static int bin_infer(struct copro_node *n, const struct copro_kt *in, struct copro_kt *out,
-		     char *err, size_t errlen)
+/*
+ * Two inputs of one dtype that broadcast; loop is that dtype's kernel (NULL:
+ * unsupported). The output gets out_dt, or the inputs' dtype when 0.
+ */
+static int bcast_same_infer(struct copro_node *n, const struct copro_kt *in,
+			    struct copro_kt *out, char *err, size_t errlen, const void *loop,
+			    int32_t out_dt)
 {
 	int32_t dt = in[0].dtype;
 	int rc = bcast_infer(n, in, out, err, errlen);
@@ -141,11 +146,20 @@ static int bin_infer(struct copro_node *n, const struct copro_kt *in, struct cop
 	if (in[1].dtype != dt)
 		return copro_op_err(err, errlen, -EINVAL, n, "input types differ (%s, %s)",
 				    copro_op_dname(dt), copro_op_dname(in[1].dtype));
-	if (dt < 0 || dt > COPRO_K_BF16 || !bin_loops[dt][bin_kind(n)])
+	if (!loop)
 		return copro_op_err(err, errlen, -ENOTSUP, n, "dtype %s not supported",
 				    copro_op_dname(dt));
-	out[0].dtype = dt;
+	out[0].dtype = out_dt ? out_dt : dt;
 	return 0;
+}
+
+static int bin_infer(struct copro_node *n, const struct copro_kt *in, struct copro_kt *out,
+		     char *err, size_t errlen)
+{
+	int32_t dt = in[0].dtype;
+
+	return bcast_same_infer(n, in, out, err, errlen,
+				dt >= 0 && dt <= COPRO_K_BF16 ? bin_loops[dt][bin_kind(n)] : NULL, 0);
 }
 
 static int bin_run(const struct copro_node *n, const struct copro_kt *in, struct copro_kt *out,
@@ -360,18 +374,10 @@ static int cmp_infer(struct copro_node *n, const struct copro_kt *in, struct cop
 		     char *err, size_t errlen)
 {
 	int32_t dt = in[0].dtype;
-	int rc = bcast_infer(n, in, out, err, errlen);
 
-	if (rc < 0)
-		return rc;
-	if (in[1].dtype != dt)
-		return copro_op_err(err, errlen, -EINVAL, n, "input types differ (%s, %s)",
-				    copro_op_dname(dt), copro_op_dname(in[1].dtype));
-	if (dt < 0 || dt > COPRO_K_BF16 || !cmp_loops[dt][cmp_kind(n)])
-		return copro_op_err(err, errlen, -ENOTSUP, n, "dtype %s not supported",
-				    copro_op_dname(dt));
-	out[0].dtype = COPRO_K_BOOL;
-	return 0;
+	return bcast_same_infer(n, in, out, err, errlen,
+				dt >= 0 && dt <= COPRO_K_BF16 ? cmp_loops[dt][cmp_kind(n)] : NULL,
+				COPRO_K_BOOL);
 }
 
 static int cmp_run(const struct copro_node *n, const struct copro_kt *in, struct copro_kt *out,
