@@ -51,7 +51,7 @@ endif
 SHM_SRC := $(wildcard shm/*.c)
 CLIENT_SRC := $(wildcard client/*.c)
 SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
-KERNEL_SRC := $(wildcard kernels/*.c kernels/cpu/*.c kernels/onnx/*.c)
+KERNEL_SRC := $(wildcard kernels/*.c kernels/cpu/*.c kernels/onnx/*.c kernels/llm/*.c)
 GEN_SRC := $(BUILD)/gen/onnx.pb-c.c
 TOOL_SRC := $(wildcard tools/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
