@@ -35,6 +35,7 @@
 #define DEF_ARENA		(4ULL << 20)
 #define DEF_SPIN_NS		20000
 #define CTL_TIMEOUT_MS		5000
+#define LOAD_TIMEOUT_MS		300000
 #define DESC_SLOT		(COPRO_MAX_TENSORS * sizeof(struct copro_tensor_desc))
 
 /* io_uring user_data tags of the client's private ring. */
@@ -154,8 +155,8 @@ int copro_default_socket(char *buf, size_t len)
  * COPRO_E_DISCONNECTED when the socket is gone, -ETIMEDOUT after
  * CTL_TIMEOUT_MS, COPRO_E_PROTO for a reply that does not match.
  */
-static int ctl_call(struct copro_client *c, struct copro_msg_hdr *req, void *buf, size_t len,
-		    int *fds, int *nfds)
+static int ctl_call_ms(struct copro_client *c, struct copro_msg_hdr *req, void *buf, size_t len,
+		       int *fds, int *nfds, int timeout_ms)
 {
 	union {
 		char b[CMSG_SPACE(4 * sizeof(int))];
@@ -174,7 +175,7 @@ static int ctl_call(struct copro_client *c, struct copro_msg_hdr *req, void *buf
 	if (send(c->sock, req, req->len, MSG_NOSIGNAL) != (ssize_t)req->len)
 		return errno == EPIPE || errno == ECONNRESET ? COPRO_E_DISCONNECTED : -errno;
 	do
-		ret = poll(&pfd, 1, CTL_TIMEOUT_MS);
+		ret = poll(&pfd, 1, timeout_ms);
 	while (ret < 0 && errno == EINTR);
 	if (ret == 0)
 		return -ETIMEDOUT;
@@ -211,6 +212,12 @@ static int ctl_call(struct copro_client *c, struct copro_msg_hdr *req, void *buf
 		return COPRO_E_PROTO;
 	}
 	return (int)n;
+}
+
+static int ctl_call(struct copro_client *c, struct copro_msg_hdr *req, void *buf, size_t len,
+		    int *fds, int *nfds)
+{
+	return ctl_call_ms(c, req, buf, len, fds, nfds, CTL_TIMEOUT_MS);
 }
 
 /* ---- connect / close ---------------------------------------------------------- */
@@ -436,6 +443,78 @@ int copro_lookup(struct copro_client *c, const char *name, struct copro_model_in
 		memcpy(t->dims, s->dims, sizeof(t->dims));
 		t->like_input = !!(s->flags & COPRO_SIG_F_LIKE_INPUT);
 	}
+	return 0;
+}
+
+/* Copies a reply's reason into err, when the caller gave room for one. */
+static void copy_errmsg(const struct copro_msg_reply *r, size_t got, char *err, size_t errlen)
+{
+	if (!err || !errlen)
+		return;
+	err[0] = '\0';
+	if (got >= sizeof(*r))
+		snprintf(err, errlen, "%.*s", (int)sizeof(r->errmsg), r->errmsg);
+}
+
+int copro_load(struct copro_client *c, const char *name, const char *path, const char *options,
+	       uint32_t *version, char *err, size_t errlen)
+{
+	struct copro_msg_load *req;
+	struct copro_msg_load_reply rep;
+	int ret;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (!c || !name || !*name || strlen(name) >= COPRO_NAME_MAX ||
+	    (path && strlen(path) >= COPRO_PATH_MAX) ||
+	    (options && strlen(options) >= COPRO_OPTIONS_MAX))
+		return -EINVAL;
+	req = calloc(1, sizeof(*req));
+	if (!req)
+		return -ENOMEM;
+	req->hdr.type = COPRO_MSG_LOAD;
+	req->hdr.len = sizeof(*req);
+	strcpy(req->name, name);
+	if (path)
+		strcpy(req->path, path);
+	if (options)
+		strcpy(req->options, options);
+	memset(&rep, 0, sizeof(rep));
+	/* Loading compiles the model's plans: allow it minutes, not seconds. */
+	ret = ctl_call_ms(c, &req->hdr, &rep, sizeof(rep), NULL, NULL, LOAD_TIMEOUT_MS);
+	free(req);
+	if (ret < 0)
+		return ret;
+	copy_errmsg(&rep.r, (size_t)ret, err, errlen);
+	if (rep.r.status < 0)
+		return rep.r.status;
+	if ((size_t)ret < sizeof(rep))
+		return COPRO_E_PROTO;
+	if (version)
+		*version = rep.version;
+	return 0;
+}
+
+int copro_unload(struct copro_client *c, const char *name, uint32_t *version)
+{
+	struct copro_msg_unload req = { 0 };
+	struct copro_msg_unload_reply rep;
+	int ret;
+
+	if (!c || !name || !*name || strlen(name) >= COPRO_NAME_MAX)
+		return -EINVAL;
+	req.hdr.type = COPRO_MSG_UNLOAD;
+	req.hdr.len = sizeof(req);
+	strcpy(req.name, name);
+	ret = ctl_call(c, &req.hdr, &rep, sizeof(rep), NULL, NULL);
+	if (ret < 0)
+		return ret;
+	if (rep.r.status < 0)
+		return rep.r.status;
+	if ((size_t)ret < sizeof(rep))
+		return COPRO_E_PROTO;
+	if (version)
+		*version = rep.version;
 	return 0;
 }
 

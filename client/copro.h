@@ -107,6 +107,9 @@ void copro_close(struct copro_client *c);
 int copro_lookup(struct copro_client *c, const char *name, struct copro_model_info *info);
 int copro_ping(struct copro_client *c, uint64_t *rtt_ns);
 int copro_status(struct copro_client *c, char *buf, size_t len);
+int copro_load(struct copro_client *c, const char *name, const char *path, const char *options,
+	       uint32_t *version, char *err, size_t errlen);
+int copro_unload(struct copro_client *c, const char *name, uint32_t *version);
 
 int copro_tensor_alloc(struct copro_client *c, uint32_t dtype, uint32_t rank,
 		       const uint64_t *dims, struct copro_tensor *t);

@@ -138,6 +138,14 @@ int copro_config_set(struct copro_config *cfg, const char *key, const char *valu
 	return 0;
 }
 
+void copro_model_config_defaults(struct copro_model_config *m, const char *name)
+{
+	memset(m, 0, sizeof(*m));
+	snprintf(m->name, sizeof(m->name), "%s", name);
+	m->max_batch = 64;
+	m->queue_depth = 1024;
+}
+
 int copro_model_config_set(struct copro_model_config *m, const char *key, const char *value)
 {
 	uint64_t v;
@@ -204,10 +212,7 @@ static struct copro_model_config *model_section(struct copro_config *cfg, const 
 	if (cfg->n_models == COPRO_CFG_MAX_MODELS)
 		return NULL;
 	m = &cfg->models[cfg->n_models++];
-	memset(m, 0, sizeof(*m));
-	strcpy(m->name, name);
-	m->max_batch = 64;
-	m->queue_depth = 1024;
+	copro_model_config_defaults(m, name);
 	return m;
 }
 

@@ -63,6 +63,9 @@ int copro_config_load(struct copro_config *cfg, const char *path);
 /* Parses one key of the [server] section; used by the loader and by flags. */
 int copro_config_set(struct copro_config *cfg, const char *key, const char *value);
 
+/* Fills a model section with its defaults (max_batch 64, queue_depth 1024). */
+void copro_model_config_defaults(struct copro_model_config *m, const char *name);
+
 /* Parses one key of a [model.NAME] section. */
 int copro_model_config_set(struct copro_model_config *m, const char *key, const char *value);
 

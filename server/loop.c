@@ -199,6 +199,75 @@ static int reply_error(struct copro_session *s, uint32_t type, uint64_t seq, int
 	return -1;
 }
 
+/* ---- models ---------------------------------------------------------------------- */
+
+/*
+ * Loads a tensor model as the next version of mc->name and starts serving
+ * it; the version it replaces drains (its admitted requests finish) and is
+ * freed once the poller retires it. Returns 0 with the new slot in *out, or
+ * a negative code with a one-line reason in err.
+ */
+static int load_model(struct copro_server *srv, const struct copro_model_config *mc,
+		      struct copro_model **out, uint32_t *replaced, char *err, size_t errlen)
+{
+	struct copro_model *m, *old;
+	struct copro_tmodel *tm;
+	int ret;
+
+	*replaced = 0;
+	m = copro_registry_reserve(&srv->reg);
+	if (!m) {
+		snprintf(err, errlen, "too many models loaded (%d versions, draining ones included)",
+			 COPRO_MODELS_MAX);
+		return -ENOSPC;
+	}
+	ret = copro_registry_name(&srv->reg, m, mc->name);
+	if (ret) {
+		snprintf(err, errlen, "%s", ret == -ENOSPC ? "too many model names" :
+					    "model name too long");
+		goto release;
+	}
+	ret = copro_tmodel_load(mc, &tm, err, errlen);
+	if (ret)
+		goto release;
+	m->cfg = *mc;
+	copro_registry_set_tmodel(m, tm);
+	ret = copro_poller_model_start(&srv->poller, m);
+	if (ret) {
+		snprintf(err, errlen, "cannot start its batching worker: %s", strerror(-ret));
+		copro_tmodel_free(tm);
+		goto release;
+	}
+	m->loaded_ns = now_ns();
+	copro_registry_publish(&srv->reg, m, &old);
+	if (old)
+		*replaced = old->version;
+	log_info("model %s version %u: %s, %u inputs, %u outputs, max_batch %u, max_delay_us %u%s",
+		 mc->name, m->version, mc->path, tm->n_in, tm->n_out, mc->max_batch,
+		 mc->max_delay_us, old ? "; the previous version drains" : "");
+	*out = m;
+	return 0;
+release:
+	copro_registry_release(&srv->reg, m);
+	return ret;
+}
+
+/* Frees the versions the poller has retired (drained and unreachable). */
+static void free_retired(struct copro_server *srv)
+{
+	for (uint32_t i = 0, n = copro_registry_slots(&srv->reg); i < n; i++) {
+		struct copro_model *m = &srv->reg.models[i];
+
+		/* Acquire pairs with the poller's release of RETIRED. */
+		if (atomic_load_explicit(&m->state, memory_order_acquire) != COPRO_MODEL_RETIRED)
+			continue;
+		log_info("model %s version %u: drained, unloaded", m->name, m->version);
+		copro_poller_model_stop(m);
+		copro_tmodel_free(m->tm);
+		copro_registry_release(&srv->reg, m);
+	}
+}
+
 /* ---- control messages ---------------------------------------------------------- */
 
 static int do_hello(struct copro_server *srv, struct copro_session *s, size_t n)
@@ -371,13 +440,22 @@ static int do_status(struct copro_server *srv, struct copro_session *s)
 			sqd, cqd, (unsigned long long)atomic_load(&c->served),
 			(unsigned long long)atomic_load(&c->errors));
 	}
-	for (uint32_t i = 0; i < srv->reg.n; i++) {
+	for (uint32_t i = 0, nm = copro_registry_slots(&srv->reg); i < nm; i++) {
+		static const char *const states[] = { "free", "loading", "serving", "draining",
+						      "retired" };
 		struct copro_model *m = &srv->reg.models[i];
+		uint32_t st = atomic_load(&m->state);
 
-		bprintf(text, cap, &len, "model name=%s handle=%u version=%u served=%llu failed=%llu",
-			m->name, m->handle, m->version,
+		if (st == COPRO_MODEL_FREE || st == COPRO_MODEL_LOADING)
+			continue;
+		bprintf(text, cap, &len,
+			"model name=%s handle=%u version=%u state=%s served=%llu failed=%llu",
+			m->name, m->handle, m->version, states[st],
 			(unsigned long long)atomic_load(&m->served),
 			(unsigned long long)atomic_load(&m->failed));
+		if (m->tm)
+			bprintf(text, cap, &len, " path=%s precision=%s", m->cfg.path,
+				m->cfg.precision == 2 ? "int8" : m->cfg.precision == 1 ? "bf16" : "f32");
 		if (m->batcher) {
 			struct copro_batcher *b = m->batcher;
 			uint64_t nb = atomic_load(&b->batches), rows = atomic_load(&b->rows);
@@ -414,6 +492,146 @@ static int do_status(struct copro_server *srv, struct copro_session *s)
 }
 
 /*
+ * Parses LOAD options: "key=value" lines (or ';'-separated) with the keys of
+ * a [model.NAME] section. Returns 0 or -EINVAL with the reason in why.
+ */
+static int parse_options(struct copro_model_config *mc, char *opts, char *why, size_t whylen)
+{
+	char *save = NULL;
+
+	for (char *kv = strtok_r(opts, "\n;", &save); kv; kv = strtok_r(NULL, "\n;", &save)) {
+		char *eq = strchr(kv, '=');
+		int ret;
+
+		while (*kv == ' ' || *kv == '\t')
+			kv++;
+		if (!*kv)
+			continue;
+		if (!eq) {
+			snprintf(why, whylen, "option '%.60s' is not key=value", kv);
+			return -EINVAL;
+		}
+		*eq = '\0';
+		if (!strcmp(kv, "path")) {
+			snprintf(why, whylen, "give the path as the path argument, not an option");
+			return -EINVAL;
+		}
+		ret = copro_model_config_set(mc, kv, eq + 1);
+		if (ret) {
+			snprintf(why, whylen, ret == -ENOENT ? "unknown option '%.40s'" :
+				 "bad value '%.60s' for option '%.40s'",
+				 ret == -ENOENT ? kv : eq + 1, kv);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int do_load(struct copro_server *srv, struct copro_session *s, size_t n)
+{
+	struct copro_msg_load *q = (void *)s->rbuf;
+	struct copro_msg_load_reply rep;
+	struct copro_model_config mc;
+	const struct copro_model *cur;
+	struct copro_model *m;
+	char why[COPRO_ERRMSG_MAX];
+	uint32_t replaced;
+	int ret;
+
+	if (n != sizeof(*q) || !memchr(q->name, '\0', sizeof(q->name)) ||
+	    !memchr(q->path, '\0', sizeof(q->path)) ||
+	    !memchr(q->options, '\0', sizeof(q->options)))
+		return reply_error(s, COPRO_MSG_LOAD, q->hdr.seq, COPRO_E_PROTO, "malformed LOAD");
+	if (!copro_config_is_admin(&srv->cfg, s->uid)) {
+		snprintf(why, sizeof(why), "uid %d may not load models (admin_uids)", (int)s->uid);
+		goto refuse_denied;
+	}
+	cur = copro_registry_find(&srv->reg, q->name);
+	if (cur && !cur->tm) {
+		snprintf(why, sizeof(why), "'%s' is a built-in model", q->name);
+		ret = -EPERM;
+		goto refuse;
+	}
+	if (!q->name[0] || strlen(q->name) >= sizeof(mc.name)) {
+		snprintf(why, sizeof(why), "bad model name");
+		ret = -EINVAL;
+		goto refuse;
+	}
+	/* A new version starts from the serving one's options and file. */
+	if (cur)
+		mc = cur->cfg;
+	else
+		copro_model_config_defaults(&mc, q->name);
+	if (q->path[0]) {
+		snprintf(mc.path, sizeof(mc.path), "%s", q->path);
+	} else if (!cur) {
+		snprintf(why, sizeof(why), "no model '%s' is loaded: give its file", q->name);
+		ret = COPRO_E_NOMODEL;
+		goto refuse;
+	}
+	ret = parse_options(&mc, q->options, why, sizeof(why));
+	if (ret)
+		goto refuse;
+	ret = load_model(srv, &mc, &m, &replaced, why, sizeof(why));
+	if (ret)
+		goto refuse;
+	reply_init(&rep.r, COPRO_MSG_LOAD, q->hdr.seq, sizeof(rep), 0, NULL);
+	rep.handle = m->handle;
+	rep.version = m->version;
+	rep.replaced = replaced;
+	rep.resv = 0;
+	return send_reply(s, &rep, sizeof(rep), NULL, 0) ? -1 : 0;
+refuse_denied:
+	ret = COPRO_E_DENIED;
+refuse:
+	{
+		struct copro_msg_reply r;
+
+		reply_init(&r, COPRO_MSG_LOAD, q->hdr.seq, sizeof(r), ret, "%s", why);
+		log_info("client %llu (pid %d uid %d): load %s: %s", (unsigned long long)s->id,
+			 (int)s->pid, (int)s->uid, q->name, why);
+		return send_reply(s, &r, sizeof(r), NULL, 0) ? -1 : 0;
+	}
+}
+
+static int do_unload(struct copro_server *srv, struct copro_session *s, size_t n)
+{
+	const struct copro_msg_unload *q = (const void *)s->rbuf;
+	struct copro_msg_unload_reply rep;
+	const struct copro_model *cur;
+	struct copro_model *old;
+	struct copro_msg_reply r;
+	int ret;
+
+	if (n != sizeof(*q) || !memchr(q->name, '\0', sizeof(q->name)))
+		return reply_error(s, COPRO_MSG_UNLOAD, q->hdr.seq, COPRO_E_PROTO,
+				   "malformed UNLOAD");
+	if (!copro_config_is_admin(&srv->cfg, s->uid)) {
+		reply_init(&r, COPRO_MSG_UNLOAD, q->hdr.seq, sizeof(r), COPRO_E_DENIED,
+			   "uid %d may not unload models (admin_uids)", (int)s->uid);
+		return send_reply(s, &r, sizeof(r), NULL, 0) ? -1 : 0;
+	}
+	cur = copro_registry_find(&srv->reg, q->name);
+	if (cur && !cur->tm) {
+		reply_init(&r, COPRO_MSG_UNLOAD, q->hdr.seq, sizeof(r), -EPERM,
+			   "'%s' is a built-in model", q->name);
+		return send_reply(s, &r, sizeof(r), NULL, 0) ? -1 : 0;
+	}
+	ret = copro_registry_unpublish(&srv->reg, q->name, &old);
+	if (ret) {
+		reply_init(&r, COPRO_MSG_UNLOAD, q->hdr.seq, sizeof(r), COPRO_E_NOMODEL,
+			   "no model named '%s'", q->name);
+		return send_reply(s, &r, sizeof(r), NULL, 0) ? -1 : 0;
+	}
+	log_info("model %s version %u: unloading; admitted requests finish", old->name,
+		 old->version);
+	reply_init(&rep.r, COPRO_MSG_UNLOAD, q->hdr.seq, sizeof(rep), 0, NULL);
+	rep.version = old->version;
+	rep.resv = 0;
+	return send_reply(s, &rep, sizeof(rep), NULL, 0) ? -1 : 0;
+}
+
+/*
  * Handles one control message of n bytes in s->rbuf. Returns 0 to keep the
  * connection, -1 to drop it (the client was told why when we could).
  */
@@ -441,6 +659,10 @@ static int handle_msg(struct copro_server *srv, struct copro_session *s, size_t 
 		return do_ping(srv, s);
 	case COPRO_MSG_STATUS:
 		return do_status(srv, s);
+	case COPRO_MSG_LOAD:
+		return do_load(srv, s, n);
+	case COPRO_MSG_UNLOAD:
+		return do_unload(srv, s, n);
 	default:
 		snprintf(why, sizeof(why), "unknown message type %u", h->type);
 		return reply_error(s, h->type & ~COPRO_MSG_REPLY, h->seq, COPRO_E_PROTO, why);
@@ -494,9 +716,13 @@ static void on_timer(struct copro_server *srv)
 	arm_timer(srv);
 }
 
-/* The poller found a broken session: shut its socket so its receive ends. */
+/*
+ * The poller found a broken session (shut its socket so its receive ends)
+ * or retired a drained model version (free it).
+ */
 static void on_notify(struct copro_server *srv)
 {
+	free_retired(srv);
 	for (struct copro_session *s = srv->sessions; s; s = s->next) {
 		if (atomic_load(&s->broken) && !s->closing) {
 			s->closing = 1;
@@ -629,22 +855,20 @@ static int load_models(struct copro_server *srv)
 {
 	for (uint32_t i = 0; i < srv->cfg.n_models; i++) {
 		const struct copro_model_config *mc = &srv->cfg.models[i];
-		struct copro_tmodel *tm;
+		struct copro_model *m;
+		uint32_t replaced;
 		char err[256];
 		int ret;
 
-		ret = copro_tmodel_load(mc, &tm, err, sizeof(err));
+		if (copro_registry_find(&srv->reg, mc->name)) {
+			log_err("model %s: the name is taken", mc->name);
+			return -EEXIST;
+		}
+		ret = load_model(srv, mc, &m, &replaced, err, sizeof(err));
 		if (ret) {
 			log_err("model %s: %s: %s", mc->name, mc->path, err);
 			return ret;
 		}
-		if (!copro_registry_add(&srv->reg, mc->name, tm)) {
-			log_err("model %s: name taken or too many models", mc->name);
-			copro_tmodel_free(tm);
-			return -EEXIST;
-		}
-		log_info("model %s: %s, %u inputs, %u outputs, max_batch %u, max_delay_us %u",
-			 mc->name, mc->path, tm->n_in, tm->n_out, mc->max_batch, mc->max_delay_us);
 	}
 	return 0;
 }
@@ -695,27 +919,30 @@ int copro_server_init(struct copro_server *srv)
 	srv->notify_efd = eventfd(0, EFD_CLOEXEC);
 	if (srv->notify_efd < 0)
 		return -errno;
-	/* Models first: a daemon that cannot serve them never shows a socket. */
-	ret = load_models(srv);
-	if (ret)
-		return ret;
-	ret = bind_socket(srv);
-	if (ret)
-		return ret;
 	ret = io_uring_queue_init(256, &srv->ring, 0);
 	if (ret < 0) {
 		log_err("io_uring: %s", strerror(-ret));
 		return ret;
 	}
-	ret = copro_poller_start(&srv->poller, &srv->reg, &srv->cfg, srv->cfg.idle,
-				 srv->cfg.spin_us, srv->notify_efd);
+	ret = copro_poller_start(&srv->poller, &srv->reg, srv->cfg.idle, srv->cfg.spin_us,
+				 srv->notify_efd);
 	if (ret) {
 		log_err("poller: %s", strerror(-ret));
-		io_uring_queue_exit(&srv->ring);
-		srv->ring.ring_fd = -1;
-		return ret;
+		goto fail_ring;
+	}
+	/* Models before the socket: a daemon that cannot serve them never shows one. */
+	ret = load_models(srv);
+	if (!ret)
+		ret = bind_socket(srv);
+	if (ret) {
+		copro_poller_stop(&srv->poller);
+		goto fail_ring;
 	}
 	return 0;
+fail_ring:
+	io_uring_queue_exit(&srv->ring);
+	srv->ring.ring_fd = -1;
+	return ret;
 }
 
 int copro_server_run(struct copro_server *srv)
@@ -802,7 +1029,8 @@ int copro_server_run(struct copro_server *srv)
 
 void copro_server_fini(struct copro_server *srv)
 {
-	for (uint32_t i = 0; i < srv->reg.n; i++) {
+	/* The poller has stopped every worker: the plans are ours to free. */
+	for (uint32_t i = 0, n = copro_registry_slots(&srv->reg); i < n; i++) {
 		copro_tmodel_free(srv->reg.models[i].tm);
 		srv->reg.models[i].tm = NULL;
 	}

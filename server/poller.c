@@ -194,10 +194,12 @@ static int execute(struct copro_poller *p, struct copro_session *s,
 		cqe->user_data = job.sqe.aux;
 		cqe->flags = COPRO_CQE_F_NOTIF;
 		ret = -ENOENT;
-		for (uint32_t m = 0; m < p->reg->n && ret; m++)
-			if (p->reg->models[m].batcher &&
-			    copro_batcher_cancel(p->reg->models[m].batcher, s, job.sqe.aux))
+		for (uint32_t i = 0, n = copro_registry_slots(p->reg); i < n && ret; i++) {
+			struct copro_model *m = copro_registry_live(p->reg, i);
+
+			if (m && m->batcher && copro_batcher_cancel(m->batcher, s, job.sqe.aux))
 				ret = 0;
+		}
 		break;
 	default:
 		if (job.sqe.deadline_ns && now > job.sqe.deadline_ns) {
@@ -230,6 +232,7 @@ static int execute(struct copro_poller *p, struct copro_session *s,
 				break;
 			}
 			s->inflight++;
+			job.model->inflight++;
 			/* Batched with what else this pass admits: see flush_staged(). */
 			copro_batcher_stage(job.model->batcher, q);
 			return 1;
@@ -477,8 +480,11 @@ static void sleep_on_doorbells(struct copro_poller *p)
 	}
 	atomic_store_explicit(&p->sleeping, 1, memory_order_relaxed);
 	copro_fence();
-	for (uint32_t m = 0; m < p->reg->n && !work; m++)
-		work = p->reg->models[m].batcher && copro_batcher_has_done(p->reg->models[m].batcher);
+	for (uint32_t i = 0, n = copro_registry_slots(p->reg); i < n && !work; i++) {
+		struct copro_model *m = copro_registry_live(p->reg, i);
+
+		work = m && m->batcher && copro_batcher_has_done(m->batcher);
+	}
 	for (uint32_t i = 0; i < p->n_sessions && !work; i++) {
 		struct copro_session *s = p->sessions[i];
 
@@ -536,6 +542,7 @@ static void post_job(struct copro_poller *p, struct copro_batcher *b, struct cop
 			queue_wake(p, s);
 	}
 	s->inflight--;
+	job->model->inflight--;
 	copro_batcher_job_put(b, job);
 	if (s->removed && !s->inflight)
 		copro_session_free(s);
@@ -546,8 +553,9 @@ static uint32_t reap_jobs(struct copro_poller *p)
 	struct copro_job *jobs[64];
 	uint32_t total = 0;
 
-	for (uint32_t m = 0; m < p->reg->n; m++) {
-		struct copro_batcher *b = p->reg->models[m].batcher;
+	for (uint32_t i = 0, slots = copro_registry_slots(p->reg); i < slots; i++) {
+		struct copro_model *m = copro_registry_live(p->reg, i);
+		struct copro_batcher *b = m ? m->batcher : NULL;
 		uint32_t n;
 
 		if (!b)
@@ -568,8 +576,9 @@ static uint32_t reap_jobs(struct copro_poller *p)
  */
 static void flush_staged(struct copro_poller *p)
 {
-	for (uint32_t m = 0; m < p->reg->n; m++) {
-		struct copro_batcher *b = p->reg->models[m].batcher;
+	for (uint32_t i = 0, slots = copro_registry_slots(p->reg); i < slots; i++) {
+		struct copro_model *m = copro_registry_live(p->reg, i);
+		struct copro_batcher *b = m ? m->batcher : NULL;
 		uint32_t n;
 
 		if (!b || !b->n_staged)
@@ -577,6 +586,29 @@ static void flush_staged(struct copro_poller *p)
 		n = copro_batcher_flush(b);
 		for (uint32_t j = 0; j < n; j++)
 			post_job(p, b, b->ran[j]);
+	}
+}
+
+/*
+ * Retires the versions that drain and have no job left: nothing can route
+ * a request to them any more (see registry.h), so the event loop may free
+ * them. It learns through its notify eventfd.
+ */
+static void retire_drained(struct copro_poller *p)
+{
+	static const uint64_t one = 1;
+
+	for (uint32_t i = 0, slots = copro_registry_slots(p->reg); i < slots; i++) {
+		struct copro_model *m = &p->reg->models[i];
+
+		/* Acquire pairs with route()'s release: no new request reaches m. */
+		if (atomic_load_explicit(&m->state, memory_order_acquire) != COPRO_MODEL_DRAINING ||
+		    m->inflight || (m->batcher && m->batcher->n_staged))
+			continue;
+		/* Release: the loop that sees RETIRED sees us done with m. */
+		atomic_store_explicit(&m->state, COPRO_MODEL_RETIRED, memory_order_release);
+		if (write(p->notify_efd, &one, sizeof(one)) < 0)
+			log_err("notify eventfd: %s", strerror(errno));
 	}
 }
 
@@ -588,6 +620,7 @@ static uint32_t pass(struct copro_poller *p)
 	for (uint32_t i = 0; i < p->n_sessions; i++)
 		work += serve(p, p->sessions[i]);
 	flush_staged(p);
+	retire_drained(p);
 	if (p->wakes_queued) {
 		io_uring_submit(&p->ring);
 		stat_add(&p->wakeups_sent, p->wakes_queued);
@@ -645,9 +678,8 @@ static void *poller_main(void *arg)
 	return NULL;
 }
 
-int copro_poller_start(struct copro_poller *p, struct copro_registry *reg,
-		       const struct copro_config *cfg, uint32_t idle, uint32_t spin_us,
-		       int notify_efd)
+int copro_poller_start(struct copro_poller *p, struct copro_registry *reg, uint32_t idle,
+		       uint32_t spin_us, int notify_efd)
 {
 	int ret;
 
@@ -665,39 +697,39 @@ int copro_poller_start(struct copro_poller *p, struct copro_registry *reg,
 		close(p->efd);
 		return ret;
 	}
-	/* A worker per tensor model, started before the poller can look for them. */
-	for (uint32_t i = 0; cfg && i < cfg->n_models; i++) {
-		const struct copro_model_config *mc = &cfg->models[i];
-		struct copro_model *m = (struct copro_model *)copro_registry_find(reg, mc->name);
+	ret = -pthread_create(&p->thread, NULL, poller_main, p);
+	if (ret) {
+		io_uring_queue_exit(&p->ring);
+		close(p->efd);
+	}
+	return ret;
+}
 
-		if (!m || !m->tm)
-			continue;
-		ret = copro_batcher_start(&m->batcher, m, mc, p->efd, &p->sleeping);
-		if (ret)
-			goto fail;
-		if (mc->cache_mib) {
-			m->cache = copro_cache_new((uint64_t)mc->cache_mib << 20,
-						   ((uint64_t)m->handle << 32) | m->version);
-			if (!m->cache) {
-				ret = -ENOMEM;
-				goto fail;
-			}
+int copro_poller_model_start(struct copro_poller *p, struct copro_model *m)
+{
+	int ret;
+
+	ret = copro_batcher_start(&m->batcher, m, &m->cfg, p->efd, &p->sleeping);
+	if (ret)
+		return ret;
+	if (m->cfg.cache_mib) {
+		/* Keyed by handle and version: a new version never hits the old's. */
+		m->cache = copro_cache_new((uint64_t)m->cfg.cache_mib << 20,
+					   ((uint64_t)m->handle << 32) | m->version);
+		if (!m->cache) {
+			copro_poller_model_stop(m);
+			return -ENOMEM;
 		}
 	}
-	ret = -pthread_create(&p->thread, NULL, poller_main, p);
-	if (ret)
-		goto fail;
 	return 0;
-fail:
-	for (uint32_t m = 0; m < reg->n; m++) {
-		copro_batcher_stop(reg->models[m].batcher);
-		reg->models[m].batcher = NULL;
-		copro_cache_free(reg->models[m].cache);
-		reg->models[m].cache = NULL;
-	}
-	io_uring_queue_exit(&p->ring);
-	close(p->efd);
-	return ret;
+}
+
+void copro_poller_model_stop(struct copro_model *m)
+{
+	copro_batcher_stop(m->batcher);
+	m->batcher = NULL;
+	copro_cache_free(m->cache);
+	m->cache = NULL;
 }
 
 void copro_poller_set_idle(struct copro_poller *p, uint32_t idle, uint32_t spin_us)
@@ -721,16 +753,12 @@ void copro_poller_stop(struct copro_poller *p)
 	/* Commands that raced with the stop still hand over sessions to free. */
 	handle_cmds(p);
 	/* Workers finish what they hold and their completions go out. */
-	for (uint32_t m = 0; m < p->reg->n; m++)
-		if (p->reg->models[m].batcher)
-			copro_batcher_join(p->reg->models[m].batcher);
+	for (uint32_t i = 0, n = copro_registry_slots(p->reg); i < n; i++)
+		if (p->reg->models[i].batcher)
+			copro_batcher_join(p->reg->models[i].batcher);
 	reap_jobs(p);
-	for (uint32_t m = 0; m < p->reg->n; m++) {
-		copro_batcher_stop(p->reg->models[m].batcher);
-		p->reg->models[m].batcher = NULL;
-		copro_cache_free(p->reg->models[m].cache);
-		p->reg->models[m].cache = NULL;
-	}
+	for (uint32_t i = 0, n = copro_registry_slots(p->reg); i < n; i++)
+		copro_poller_model_stop(&p->reg->models[i]);
 	for (uint32_t i = 0; i < p->n_sessions; i++)
 		copro_session_free(p->sessions[i]);
 	free(p->sessions);

@@ -21,6 +21,7 @@
 struct copro_session;
 struct copro_registry;
 struct copro_config;
+struct copro_model;
 
 struct copro_poller_cmd {
 	int op;				/* POLLER_ADD / POLLER_REMOVE */
@@ -53,13 +54,17 @@ struct copro_poller {
 	_Atomic uint64_t passes, sleeps, wakeups_sent, completed;
 };
 
+/* Starts the poller thread over reg. Returns 0 or -errno. */
+int copro_poller_start(struct copro_poller *p, struct copro_registry *reg, uint32_t idle,
+		       uint32_t spin_us, int notify_efd);
 /*
- * Starts the poller thread, and first a batching worker for every tensor
- * model of cfg (already in reg). Returns 0 or -errno.
+ * Gives a tensor model in a LOADING slot its batching worker and, when
+ * m->cfg asks for one, its response cache, before it is published (event
+ * loop thread; m->handle and m->version must be set). Returns 0 or -errno.
  */
-int copro_poller_start(struct copro_poller *p, struct copro_registry *reg,
-		       const struct copro_config *cfg, uint32_t idle, uint32_t spin_us,
-		       int notify_efd);
+int copro_poller_model_start(struct copro_poller *p, struct copro_model *m);
+/* Stops m's worker and frees its cache: a slot the poller no longer runs. */
+void copro_poller_model_stop(struct copro_model *m);
 /* Hands a session with a region to the poller (event loop thread). */
 int copro_poller_add(struct copro_poller *p, struct copro_session *s);
 /* Asks the poller to stop serving s and free it (event loop thread). */

@@ -51,7 +51,7 @@ struct copro_session {
 	uint8_t hello_done;
 	uint8_t closing;
 	struct copro_session *next, *prev;
-	char rbuf[512];			/* control message receive buffer */
+	char rbuf[2048];		/* control message receive buffer (largest: LOAD) */
 };
 
 struct copro_session *copro_session_new(int sock, uint64_t id);

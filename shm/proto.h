@@ -22,11 +22,15 @@
 #define COPRO_MSG_LOOKUP	2
 #define COPRO_MSG_PING		3
 #define COPRO_MSG_STATUS	4
+#define COPRO_MSG_LOAD		5	/* admin: load a model or a new version of it */
+#define COPRO_MSG_UNLOAD	6	/* admin: stop serving a model */
 #define COPRO_MSG_REPLY		0x80	/* or-ed into the request type */
 
 #define COPRO_MSG_MAX		65536	/* largest packet either side sends */
 #define COPRO_NAME_MAX		64
 #define COPRO_ERRMSG_MAX	160
+#define COPRO_PATH_MAX		512
+#define COPRO_OPTIONS_MAX	1024
 
 struct copro_msg_hdr {
 	uint32_t type;		/* COPRO_MSG_*, | COPRO_MSG_REPLY in replies */
@@ -102,6 +106,38 @@ struct copro_msg_ping_reply {
 
 /* A STATUS reply is a copro_msg_reply followed by NUL-terminated text. */
 
+/*
+ * LOAD: name, the model file (empty: the serving version's file again) and
+ * options as "key=value" lines, the keys of a [model.NAME] section of
+ * coprod.conf(5); a new version of a loaded name starts from the serving
+ * version's options. All three NUL-terminated.
+ */
+struct copro_msg_load {
+	struct copro_msg_hdr hdr;
+	char name[COPRO_NAME_MAX];
+	char path[COPRO_PATH_MAX];
+	char options[COPRO_OPTIONS_MAX];
+};
+
+struct copro_msg_load_reply {
+	struct copro_msg_reply r;
+	uint32_t handle;
+	uint32_t version;	/* the version now serving */
+	uint32_t replaced;	/* the version that now drains, 0 = none */
+	uint32_t resv;
+};
+
+struct copro_msg_unload {
+	struct copro_msg_hdr hdr;
+	char name[COPRO_NAME_MAX];
+};
+
+struct copro_msg_unload_reply {
+	struct copro_msg_reply r;
+	uint32_t version;	/* the version that now drains */
+	uint32_t resv;
+};
+
 _Static_assert(sizeof(struct copro_msg_hdr) == 16, "msg_hdr");
 _Static_assert(sizeof(struct copro_msg_hello) == 56, "msg_hello");
 _Static_assert(offsetof(struct copro_msg_hello, arena_size) == 32, "hello.arena_size");
@@ -113,5 +149,11 @@ _Static_assert(offsetof(struct copro_tensor_sig, dims) == 40, "tensor_sig.dims")
 _Static_assert(sizeof(struct copro_msg_lookup) == 80, "msg_lookup");
 _Static_assert(offsetof(struct copro_msg_lookup_reply, sig) == 200, "lookup_reply.sig");
 _Static_assert(sizeof(struct copro_msg_ping_reply) == 208, "ping_reply");
+_Static_assert(sizeof(struct copro_msg_load) == 1616, "msg_load");
+_Static_assert(sizeof(struct copro_msg_load) <= 2048, "LOAD fits a session's receive buffer");
+_Static_assert(offsetof(struct copro_msg_load, options) == 592, "load.options");
+_Static_assert(sizeof(struct copro_msg_load_reply) == 200, "load_reply");
+_Static_assert(sizeof(struct copro_msg_unload) == 80, "msg_unload");
+_Static_assert(sizeof(struct copro_msg_unload_reply) == 192, "unload_reply");
 
 #endif /* COPRO_PROTO_H */

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * coproctl - operate a running coprod: ping, status.
+ * coproctl - operate a running coprod: ping, status, load, unload.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +27,13 @@ static void usage(FILE *f)
 		"\n"
 		"commands:\n"
 		"  ping [-n COUNT]     control-socket and ring round trips (default 5 each)\n"
-		"  status              clients, rings, queue depths and models\n");
+		"  status              clients, rings, queue depths and models\n"
+		"  load NAME [PATH] [KEY=VALUE ...]\n"
+		"                      load PATH as model NAME, or as its next version when\n"
+		"                      NAME is loaded (no PATH: the serving version's file again);\n"
+		"                      KEY=VALUE as in a [model.NAME] section of coprod.conf(5),\n"
+		"                      e.g. max_batch=32 precision=int8 cache_mib=16\n"
+		"  unload NAME         stop serving NAME; requests already admitted finish\n");
 }
 
 static uint64_t now_ns(void)
@@ -111,6 +118,74 @@ static int cmd_status(struct copro_client *c, int argc)
 	return 0;
 }
 
+/*
+ * load NAME [PATH] [KEY=VALUE ...]. The second word is the path unless it
+ * looks like an option (has '=' and no '/'). Relative paths are made
+ * absolute here: coprod resolves them from its own directory otherwise.
+ */
+static int cmd_load(struct copro_client *c, int argc, char **argv)
+{
+	char options[1024] = "", abs[PATH_MAX], err[256];
+	const char *path = NULL;
+	size_t len = 0;
+	uint32_t version = 0;
+	int i = 2, ret;
+
+	if (argc < 2) {
+		fprintf(stderr, "coproctl: usage: load NAME [PATH] [KEY=VALUE ...]\n");
+		return 2;
+	}
+	if (argc > 2 && (!strchr(argv[2], '=') || strchr(argv[2], '/'))) {
+		path = argv[2];
+		if (!realpath(path, abs)) {
+			fprintf(stderr, "coproctl: %s: %s\n", path, strerror(errno));
+			return 1;
+		}
+		path = abs;
+		i = 3;
+	}
+	for (; i < argc; i++) {
+		int n;
+
+		if (!strchr(argv[i], '=')) {
+			fprintf(stderr, "coproctl: option '%s' is not KEY=VALUE\n", argv[i]);
+			return 2;
+		}
+		n = snprintf(options + len, sizeof(options) - len, "%s\n", argv[i]);
+		if (n < 0 || (size_t)n >= sizeof(options) - len) {
+			fprintf(stderr, "coproctl: options too long\n");
+			return 2;
+		}
+		len += (size_t)n;
+	}
+	ret = copro_load(c, argv[1], path, options, &version, err, sizeof(err));
+	if (ret) {
+		fprintf(stderr, "coproctl: load %s: %s%s%s\n", argv[1], copro_strerror(ret),
+			err[0] ? ": " : "", err);
+		return 1;
+	}
+	printf("%s: version %u serving\n", argv[1], version);
+	return 0;
+}
+
+static int cmd_unload(struct copro_client *c, int argc, char **argv)
+{
+	uint32_t version = 0;
+	int ret;
+
+	if (argc != 2) {
+		fprintf(stderr, "coproctl: usage: unload NAME\n");
+		return 2;
+	}
+	ret = copro_unload(c, argv[1], &version);
+	if (ret) {
+		fprintf(stderr, "coproctl: unload %s: %s\n", argv[1], copro_strerror(ret));
+		return 1;
+	}
+	printf("%s: version %u unloaded (admitted requests finish)\n", argv[1], version);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -147,7 +222,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "coproctl: no command (try --help)\n");
 		return 2;
 	}
-	if (strcmp(argv[optind], "ping") && strcmp(argv[optind], "status")) {
+	if (strcmp(argv[optind], "ping") && strcmp(argv[optind], "status") &&
+	    strcmp(argv[optind], "load") && strcmp(argv[optind], "unload")) {
 		fprintf(stderr, "coproctl: unknown command '%s' (try --help)\n", argv[optind]);
 		return 2;
 	}
@@ -166,6 +242,10 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[optind], "ping"))
 		ret = cmd_ping(c, argc - optind, argv + optind);
+	else if (!strcmp(argv[optind], "load"))
+		ret = cmd_load(c, argc - optind, argv + optind);
+	else if (!strcmp(argv[optind], "unload"))
+		ret = cmd_unload(c, argc - optind, argv + optind);
 	else
 		ret = cmd_status(c, argc - optind);
 	copro_close(c);
