@@ -178,6 +178,11 @@ demo: deps
 
 man-lint:
 	$(Q)for m in man/*.[1-8]; do \
+		if head -1 $$m | grep -q '^\.so '; then \
+			t=man/$$(basename "$$(head -1 $$m | cut -d' ' -f2)"); \
+			[ -f "$$t" ] || { echo "$$m: .so target $$t missing"; exit 1; }; \
+			continue; \
+		fi; \
 		out=$$(groff -man -ww -z $$m 2>&1); \
 		[ -z "$$out" ] || { echo "$$m: $$out"; exit 1; }; \
 	done; echo "man pages: clean"
