@@ -5,6 +5,7 @@
  * moved between the two behaves alike in distribution; exact token streams
  * differ, as the generators differ.
  */
+#include <assert.h>
 #include <errno.h>
 #include <float.h>
 #include <math.h>
@@ -467,6 +468,7 @@ size_t copro_stop_feed(struct copro_stop *s, const char *piece, size_t len, size
 {
 	size_t held = s->held, take, w, h;
 
+	assert(s->buf); /* built by copro_stop_init, not freed */
 	if (s->which >= 0) {
 		s->out = 0;
 		*emit = 0;

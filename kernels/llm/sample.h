@@ -65,7 +65,7 @@ struct copro_sample_scratch {
 	uint32_t n_vocab;		 /* the most a copro_sample call may pass */
 	struct copro_sample_cand *cand; /* (n_vocab) */
 	float *p;			 /* (n_vocab) weights of cand */
-	uint8_t *seen;			 /* (n_vocab / 8 rounded up) bitmap, all 0 between calls */
+	uint8_t *seen;			 /* (n_vocab / 8 rounded up) bitmap, 0 between calls */
 };
 
 /* Allocates a scratch for vocabularies up to n_vocab (1 .. INT32_MAX).
@@ -84,8 +84,9 @@ void copro_sample_scratch_free(struct copro_sample_scratch *s);
  * (argmax, top-k cut, top-p order) go to the lowest id, so the result
  * depends only on the inputs and the generator state.
  *
- * Greedy (temperature 0) draws nothing from r; sampling draws exactly one
- * number per call. Returns the token id, or -EINVAL for invalid params, a
+ * Greedy (temperature 0) draws nothing from r, which may then be NULL;
+ * sampling draws exactly one number per call, so a sequence's tokens depend
+ * only on its seed and its logits, not on what else the batch holds. Returns the token id, or -EINVAL for invalid params, a
  * zero n_vocab or one larger than the scratch's, or a history token outside
  * [0, n_vocab) (logits are then left as they were).
  */
