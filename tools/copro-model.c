@@ -1,16 +1,19 @@
 // SPDX-License-Identifier: MIT
 /*
- * copro-model - inspect ONNX models and write small ones.
+ * copro-model - inspect ONNX and GGUF models and write small ones.
  *
  *   copro-model info FILE
  *   copro-model mlp --in N --hidden A,B,... --out M [--seed S] [--act relu|tanh]
  *                   [--final sigmoid|softmax|none] -o FILE
+ *   copro-model synth -o FILE [--dim N --layers N --heads N --kv-heads N --hidden N
+ *                   --vocab N --context N --type T --seed N --vocab-file PATH --untied]
  *
  * `mlp` writes the kind of model a fraud team exports from PyTorch: Gemm
  * layers (weights stored [out, in] with transB = 1, as torch.onnx.export
  * writes nn.Linear) with an activation between them, a symbolic batch
  * dimension "N", and seeded weights, so the project has its demo and test
- * models without any download.
+ * models without any download. `synth` does the same for Llama: a
+ * random-weight GGUF file named and shaped as llama.cpp writes one.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -23,6 +26,8 @@
 #include "onnx.pb-c.h"
 #include "onnx/graph.h"
 #include "onnx/ops.h"
+#include "llm/gguf.h"
+#include "llm/synth.h"
 
 #define COPRO_VERSION	"0.1.0"
 #define MAX_LAYERS	32
@@ -33,13 +38,23 @@ static void usage(FILE *f)
 		"usage: copro-model info FILE\n"
 		"       copro-model mlp --in N --hidden A,B,... --out M -o FILE\n"
 		"                       [--seed S] [--act relu|tanh] [--final sigmoid|softmax|none]\n"
+		"       copro-model synth -o FILE [--dim N] [--layers N] [--heads N] [--kv-heads N]\n"
+		"                       [--hidden N] [--vocab N] [--context N] [--type T] [--seed N]\n"
+		"                       [--vocab-file PATH] [--untied]\n"
 		"\n"
-		"Inspect an ONNX model, or write a seeded multi-layer perceptron.\n"
+		"Inspect an ONNX or GGUF model, write a seeded multi-layer perceptron (ONNX),\n"
+		"or write a random-weight Llama model (GGUF).\n"
 		"\n"
-		"  info FILE        inputs, outputs, operators, parameters, unsupported ops\n"
+		"  info FILE        ONNX: inputs, outputs, operators, parameters, unsupported ops;\n"
+		"                   GGUF: version, alignment, every key and tensor, parameters\n"
 		"  mlp              Gemm layers with an activation between them and a\n"
 		"                   symbolic batch dimension N (defaults: --seed 1,\n"
 		"                   --act relu, --final sigmoid)\n"
+		"  synth            a Llama model as llama.cpp names it; defaults: --dim 64\n"
+		"                   --layers 2 --heads 4 --kv-heads 2 --hidden 192 --vocab 512\n"
+		"                   --context 256 --type F32 --seed 1, output tied to the\n"
+		"                   embedding; --type F32|F16|Q8_0|Q4_0 for the matrices;\n"
+		"                   --vocab-file takes a llama2.c tokenizer.bin's vocabulary\n"
 		"  -h, --help       show this help\n"
 		"  -V, --version    show the version\n");
 }
@@ -349,6 +364,280 @@ static int cmd_mlp(int argc, char **argv)
 	return 0;
 }
 
+/* ---- GGUF: info and synth --------------------------------------------------- */
+
+/* Prints up to max bytes of a string value quoted, with control bytes and
+ * quotes escaped so one key stays on one line. */
+static void print_str(const char *s, size_t len, size_t max)
+{
+	putchar('"');
+	for (size_t i = 0; i < len && i < max; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20 || ch == 0x7f)
+			printf("\\x%02x", ch);
+		else
+			putchar(ch);
+	}
+	printf(len > max ? "\"..." : "\"");
+}
+
+/* Prints element i of a fixed-size array or scalar at p (unaligned). */
+static void print_scalar(uint32_t type, const void *p)
+{
+	union {
+		uint8_t u8;
+		int8_t i8;
+		uint16_t u16;
+		int16_t i16;
+		uint32_t u32;
+		int32_t i32;
+		uint64_t u64;
+		int64_t i64;
+		float f32;
+		double f64;
+	} v;
+
+	memcpy(&v, p, type == COPRO_GGUF_U64 || type == COPRO_GGUF_I64 || type == COPRO_GGUF_F64 ?
+		      8 : type == COPRO_GGUF_U32 || type == COPRO_GGUF_I32 || type == COPRO_GGUF_F32 ?
+		      4 : type == COPRO_GGUF_U16 || type == COPRO_GGUF_I16 ? 2 : 1);
+	switch (type) {
+	case COPRO_GGUF_U8: printf("%u", v.u8); break;
+	case COPRO_GGUF_I8: printf("%d", v.i8); break;
+	case COPRO_GGUF_U16: printf("%u", v.u16); break;
+	case COPRO_GGUF_I16: printf("%d", v.i16); break;
+	case COPRO_GGUF_U32: printf("%u", v.u32); break;
+	case COPRO_GGUF_I32: printf("%d", v.i32); break;
+	case COPRO_GGUF_U64: printf("%llu", (unsigned long long)v.u64); break;
+	case COPRO_GGUF_I64: printf("%lld", (long long)v.i64); break;
+	case COPRO_GGUF_F32: printf("%g", v.f32); break;
+	case COPRO_GGUF_F64: printf("%g", v.f64); break;
+	case COPRO_GGUF_BOOL: printf("%s", v.u8 ? "true" : "false"); break;
+	}
+}
+
+static uint64_t scalar_bytes(uint32_t type)
+{
+	switch (type) {
+	case COPRO_GGUF_U8: case COPRO_GGUF_I8: case COPRO_GGUF_BOOL: return 1;
+	case COPRO_GGUF_U16: case COPRO_GGUF_I16: return 2;
+	case COPRO_GGUF_U64: case COPRO_GGUF_I64: case COPRO_GGUF_F64: return 8;
+	}
+	return 4;
+}
+
+static int cmd_info_gguf(const char *path)
+{
+	struct copro_gguf *g;
+	uint64_t params = 0, bytes = 0;
+	char err[256];
+
+	if (copro_gguf_open(path, &g, err, sizeof(err))) {
+		fprintf(stderr, "copro-model: %s: %s\n", path, err);
+		return 1;
+	}
+	printf("gguf %s: version %u, alignment %u, %llu keys, %llu tensors, data at byte %llu\n",
+	       path, g->version, g->alignment, (unsigned long long)g->n_kv,
+	       (unsigned long long)g->n_tensors, (unsigned long long)g->data_offset);
+	printf("metadata:\n");
+	for (uint64_t i = 0; i < g->n_kv; i++) {
+		const struct copro_gguf_kv *kv = &g->kv[i];
+
+		printf("  %-40s ", kv->key);
+		if (kv->type == COPRO_GGUF_STRING) {
+			printf("%-8s ", "string");
+			print_str(kv->data, kv->count, 64);
+		} else if (kv->type == COPRO_GGUF_ARRAY) {
+			printf("%s[%llu] ", copro_gguf_type_name(kv->elem_type),
+			       (unsigned long long)kv->count);
+			for (uint64_t j = 0; j < kv->count && j < 5; j++) {
+				const char *s;
+				size_t len;
+
+				printf("%s", j ? ", " : "");
+				if (kv->elem_type == COPRO_GGUF_STRING) {
+					copro_gguf_arr_str(g, kv, j, &s, &len);
+					print_str(s, len, 24);
+				} else {
+					print_scalar(kv->elem_type, (const uint8_t *)kv->data +
+						     j * scalar_bytes(kv->elem_type));
+				}
+			}
+			printf(kv->count > 5 ? ", ...\n" : "\n");
+			continue;
+		} else {
+			printf("%-8s ", copro_gguf_type_name(kv->type));
+			print_scalar(kv->type, kv->data);
+		}
+		printf("\n");
+	}
+	printf("tensors:\n");
+	for (uint64_t i = 0; i < g->n_tensors; i++) {
+		const struct copro_gguf_tensor *t = &g->tensors[i];
+		char dims[96];
+		int n = 0;
+
+		for (uint32_t d = 0; d < t->n_dims; d++)
+			n += snprintf(dims + n, sizeof(dims) - (size_t)n, "%s%llu", d ? ", " : "",
+				      (unsigned long long)t->ne[d]);
+		printf("  %-40s %-5s [%s] %zu bytes\n", t->name, copro_ggml_type_name(t->type),
+		       dims, t->nbytes);
+		params += t->n_elems;
+		bytes += t->nbytes;
+	}
+	printf("parameters: %llu (%llu bytes of tensor data)\n", (unsigned long long)params,
+	       (unsigned long long)bytes);
+	copro_gguf_close(g);
+	return 0;
+}
+
+/* Parses a positive integer option no larger than max. */
+static int parse_u32(const char *opt, const char *s, uint32_t max, uint32_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || *s == '-' || !v || v > max) {
+		fprintf(stderr, "copro-model: bad %s '%s' (1 to %u)\n", opt, s, max);
+		return -EINVAL;
+	}
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int cmd_synth(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "dim", required_argument, NULL, 'd' },
+		{ "layers", required_argument, NULL, 'l' },
+		{ "heads", required_argument, NULL, 'n' },
+		{ "kv-heads", required_argument, NULL, 'k' },
+		{ "hidden", required_argument, NULL, 'H' },
+		{ "vocab", required_argument, NULL, 'v' },
+		{ "context", required_argument, NULL, 'c' },
+		{ "type", required_argument, NULL, 't' },
+		{ "seed", required_argument, NULL, 's' },
+		{ "vocab-file", required_argument, NULL, 'V' },
+		{ "untied", no_argument, NULL, 'u' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	struct copro_synth_opts o;
+	const char *path = NULL;
+	int vocab_set = 0, c, ret = 0;
+	char err[256], *end;
+
+	copro_llm_synth_defaults(&o);
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			ret = parse_u32("--dim", optarg, 65536, &o.dim);
+			break;
+		case 'l':
+			ret = parse_u32("--layers", optarg, 1024, &o.n_layers);
+			break;
+		case 'n':
+			ret = parse_u32("--heads", optarg, 65536, &o.n_heads);
+			break;
+		case 'k':
+			ret = parse_u32("--kv-heads", optarg, 65536, &o.n_kv_heads);
+			break;
+		case 'H':
+			ret = parse_u32("--hidden", optarg, 262144, &o.hidden);
+			break;
+		case 'v':
+			ret = parse_u32("--vocab", optarg, 1u << 20, &o.vocab);
+			vocab_set = 1;
+			break;
+		case 'c':
+			ret = parse_u32("--context", optarg, 1u << 24, &o.context);
+			break;
+		case 't':
+			if (!strcasecmp(optarg, "F32"))
+				o.type = COPRO_GGML_F32;
+			else if (!strcasecmp(optarg, "F16"))
+				o.type = COPRO_GGML_F16;
+			else if (!strcasecmp(optarg, "Q8_0"))
+				o.type = COPRO_GGML_Q8_0;
+			else if (!strcasecmp(optarg, "Q4_0"))
+				o.type = COPRO_GGML_Q4_0;
+			else {
+				fprintf(stderr, "copro-model: bad --type '%s' (F32, F16, Q8_0, Q4_0)\n",
+					optarg);
+				ret = -EINVAL;
+			}
+			break;
+		case 's':
+			errno = 0;
+			o.seed = strtoull(optarg, &end, 10);
+			if (errno || end == optarg || *end) {
+				fprintf(stderr, "copro-model: bad seed '%s'\n", optarg);
+				ret = -EINVAL;
+			}
+			break;
+		case 'V':
+			o.vocab_file = optarg;
+			break;
+		case 'u':
+			o.untied = 1;
+			break;
+		case 'o':
+			path = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			return 2;
+		}
+		if (ret)
+			return 2;
+	}
+	if (optind < argc) {
+		fprintf(stderr, "copro-model: synth: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (!path) {
+		fprintf(stderr, "copro-model: synth needs -o FILE\n");
+		return 2;
+	}
+	if (o.vocab_file && !vocab_set)
+		o.vocab = 0; /* the file's size */
+	if (copro_llm_synth_check(&o, err, sizeof(err))) {
+		fprintf(stderr, "copro-model: synth: %s\n", err);
+		return 2;
+	}
+	ret = copro_llm_synth(&o, path, err, sizeof(err));
+	if (ret) {
+		fprintf(stderr, "copro-model: synth: %s\n", err);
+		return ret == -EINVAL ? 2 : 1;
+	}
+	printf("wrote %s: llama, dim %u, %u layers, %u heads (%u kv), hidden %u, %s, %s output\n",
+	       path, o.dim, o.n_layers, o.n_heads, o.n_kv_heads, o.hidden,
+	       copro_ggml_type_name(o.type), o.untied ? "untied" : "tied");
+	return 0;
+}
+
+/* Tells a GGUF file from an ONNX one by its first four bytes. */
+static int is_gguf(const char *path)
+{
+	char magic[4];
+	FILE *f = fopen(path, "rb");
+	int yes;
+
+	if (!f)
+		return 0; /* let the ONNX loader report the error */
+	yes = fread(magic, 1, 4, f) == 4 && !memcmp(magic, "GGUF", 4);
+	fclose(f);
+	return yes;
+}
+
 /* ---- info ------------------------------------------------------------------ */
 
 static void print_value(const struct copro_value *v)
@@ -375,6 +664,8 @@ static int cmd_info(int argc, char **argv)
 		fprintf(stderr, "copro-model: usage: info FILE\n");
 		return 2;
 	}
+	if (is_gguf(argv[1]))
+		return cmd_info_gguf(argv[1]);
 	ret = copro_graph_load(argv[1], &g, err, sizeof(err));
 	if (ret) {
 		fprintf(stderr, "copro-model: %s: %s\n", argv[1], err);
@@ -432,6 +723,8 @@ int main(int argc, char **argv)
 		return cmd_mlp(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "info"))
 		return cmd_info(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "synth"))
+		return cmd_synth(argc - 1, argv + 1);
 	fprintf(stderr, "copro-model: unknown command '%s' (try --help)\n", argv[1]);
 	return 2;
 }

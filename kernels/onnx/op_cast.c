@@ -21,46 +21,10 @@
 /* float16 / bfloat16                                                     */
 /* ---------------------------------------------------------------------- */
 
-uint16_t copro_f32_to_f16(float f)
-{
-	uint32_t x, ax, sign, h, rem;
-	float af;
-
-	memcpy(&x, &f, 4);
-	sign = (x >> 16) & 0x8000;
-	ax = x & 0x7fffffff;
-	if (ax >= 0x7f800000)			/* inf, or NaN kept quiet */
-		return sign | 0x7c00 | (ax > 0x7f800000 ? 0x200 | ((ax >> 13) & 0x3ff) : 0);
-	if (ax >= 0x477ff000)			/* >= 65520 rounds to inf */
-		return sign | 0x7c00;
-	if (ax < 0x38800000) {
-		/* Below 2^-14: a subnormal half, m * 2^-24; rintf rounds to even. */
-		memcpy(&af, &ax, 4);
-		return sign | (uint32_t)rintf(af * 16777216.0f);
-	}
-	h = ((((ax >> 23) - 127 + 15) << 10) | ((ax & 0x7fffff) >> 13));
-	rem = ax & 0x1fff;
-	if (rem > 0x1000 || (rem == 0x1000 && (h & 1)))
-		h++;				/* a carry into the exponent is right */
-	return sign | h;
-}
-
-float copro_f16_to_f32(uint16_t h)
-{
-	uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff, x;
-	float f;
-
-	if (e == 0) {
-		f = (float)m * (1.0f / 16777216.0f);
-		return sign ? -f : f;
-	}
-	if (e == 31)
-		x = sign | 0x7f800000 | (m << 13);
-	else
-		x = sign | ((e - 15 + 127) << 23) | (m << 13);
-	memcpy(&f, &x, 4);
-	return f;
-}
+/* copro_f32_to_f16() and copro_f16_to_f32() live in kernels/llm/quant_ref.c
+ * (bit-identical on every input), declared in both onnx/op_impl.h and
+ * llm/quant.h: one definition, so a program may link the ONNX and the GGUF
+ * code together. */
 
 uint16_t copro_f32_to_bf16(float f)
 {
