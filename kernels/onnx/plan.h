@@ -107,7 +107,8 @@ const char *copro_prec_name(uint32_t prec);
  * own memory, which costs one copy). Outputs must not overlap inputs. One
  * thread at a time per plan: the plan's arena is its working memory.
  * Returns 0 or -EINVAL if an input's shape differs from the plan's, a
- * frozen input's values differ, or a buffer is NULL.
+ * frozen input's values differ, or a buffer is NULL; -ERANGE if an index
+ * input (Gather's) holds a value out of range, when outputs are undefined.
  */
 int copro_plan_run(struct copro_plan *p, const struct copro_kt *in, struct copro_kt *out);
 
