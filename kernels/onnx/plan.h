@@ -34,6 +34,12 @@ struct copro_plan;
  * (for tests and comparisons: 7-20x slower than f32 on OpenBLAS here).
  */
 #define COPRO_PLAN_F_PORTABLE	(1U << 0)
+/*
+ * BLAS: f32 products on OpenBLAS only, never the own AVX-512 f32 kernel
+ * (for comparisons; the results differ from the default's in the last
+ * bits, the sums being ordered otherwise).
+ */
+#define COPRO_PLAN_F_BLAS	(1U << 1)
 
 struct copro_plan_opts {
 	/*
@@ -54,7 +60,10 @@ struct copro_plan_opts {
 	 * Relu, LeakyRelu, Sigmoid or Tanh after that run as one step, when
 	 * each intermediate has one reader and is not a graph output.
 	 * In f32 the fused step computes bit for bit what the separate
-	 * steps compute.
+	 * steps compute. Fused or not, an f32 Gemm/MatMul with constant
+	 * weights (Gemm: alpha 1, A not transposed, C absent or one row)
+	 * runs on the own AVX-512 kernel where the CPU has AVX-512F, with
+	 * its weights packed once per graph, unless COPRO_PLAN_F_BLAS.
 	 */
 	uint32_t fuse;
 	uint32_t flags;			/* COPRO_PLAN_F_* */
