@@ -12,15 +12,20 @@
  *   throughput  batch 1, 8 and 64, runs back to back for a fixed time:
  *               inferences (rows) per second
  *
- * copro runs copro_plan_run() on a plan built for each batch size; ONNX
+ * copro runs copro_plan_run() on a plan built for each batch size with
+ * the daemon's options (COPRO_PLAN_OPTS_INIT: f32, fused; its own AVX-512
+ * f32 kernel where the CPU has AVX-512F), and a second column, "copro
+ * BLAS", runs the same plans on OpenBLAS (COPRO_PLAN_F_BLAS), the way
+ * every f32 product ran before that kernel, as the baseline. ONNX
  * Runtime runs OrtApi::Run with input and output tensors bound once over the
  * very same buffers (its fastest in-process path: nothing allocated per
  * call, outputs written in place), in a session with one intra-op thread,
  * one inter-op thread, sequential execution and all graph optimizations.
- * copro's GEMMs run on one OpenBLAS thread, so both use one core.
+ * copro's GEMMs run on one thread (OpenBLAS is set to one), so all use one
+ * core.
  *
  * Measurements are taken in rounds: each round runs a share of every row for
- * both engines, in alternating order, so drift in the machine (a neighbour,
+ * every engine, in rotating order, so drift in the machine (a neighbour,
  * a frequency change) lands on both columns alike. Before measuring, the
  * outputs of both engines are compared (the tolerance of
  * tests/test_ort_reference.c); a disagreement stops the benchmark.
@@ -49,6 +54,7 @@
 #include "../tests/ort_dl.h"
 
 #define N_BATCH		3
+#define N_ENG		3		/* copro, ONNX Runtime, copro on OpenBLAS */
 #define MAX_BATCH	64
 #define RTOL		1e-4		/* as tests/test_ort_reference.c, which says why */
 #define ATOL		1e-5
@@ -275,19 +281,22 @@ static int check_outputs(struct engine *ort, int64_t width_out, double *max_abs)
 
 /* ---- the table ------------------------------------------------------------- */
 
-static void row(const char *label, double c, double o, int have_o, const char *fmt)
+/* One row: v[0] copro, v[1] ORT, v[2] copro on OpenBLAS, and the ratios. */
+static void row(const char *label, const double *v, int have_o, const char *fmt)
 {
-	char cs[32], os[32], rs[32];
+	char cs[32], bs[32], os[32], rs[32], rb[32];
 
-	snprintf(cs, sizeof(cs), fmt, c);
+	snprintf(cs, sizeof(cs), fmt, v[0]);
+	snprintf(bs, sizeof(bs), fmt, v[2]);
+	snprintf(rb, sizeof(rb), "%.2f", v[2] > 0 ? v[0] / v[2] : 0.0);
 	if (have_o) {
-		snprintf(os, sizeof(os), fmt, o);
-		snprintf(rs, sizeof(rs), "%.2f", o > 0 ? c / o : 0.0);
+		snprintf(os, sizeof(os), fmt, v[1]);
+		snprintf(rs, sizeof(rs), "%.2f", v[1] > 0 ? v[0] / v[1] : 0.0);
 	} else {
 		snprintf(os, sizeof(os), "-");
 		snprintf(rs, sizeof(rs), "-");
 	}
-	printf("%-30s %14s %14s %10s\n", label, cs, os, rs);
+	printf("%-30s %12s %12s %12s %10s %10s\n", label, cs, bs, os, rs, rb);
 }
 
 static void usage(FILE *f)
@@ -384,7 +393,11 @@ bad_arg:
 int main(int argc, char **argv)
 {
 	struct opts o = { .runs = 20000, .warmup = 2000, .rounds = 5, .secs = 1.0, .cpu = -1 };
-	struct engine eng[2] = { { .name = "copro", .present = 1 }, { .name = "ONNX Runtime" } };
+	/* ORT stays engine 1: its bindings live there. */
+	struct engine eng[N_ENG] = { { .name = "copro", .present = 1 }, { .name = "ONNX Runtime" },
+				     { .name = "copro BLAS", .present = 1 } };
+	struct copro_plan_opts popts[N_ENG] = { COPRO_PLAN_OPTS_INIT, COPRO_PLAN_OPTS_INIT,
+						COPRO_PLAN_OPTS_INIT };
 	struct copro_ort ort = { 0 };
 	struct copro_ort_session sess = { 0 };
 	struct copro_graph *g = NULL;
@@ -445,9 +458,14 @@ int main(int argc, char **argv)
 
 		in_t[b] = (struct copro_kt){ .dtype = COPRO_K_F32, .rank = 2,
 					     .dims = { batches[b], width_in } };
-		if (copro_plan_build(g, &in_t[b], &eng[0].plan[b], err, sizeof(err))) {
-			fprintf(stderr, "onnx_mlp: plan at batch %d: %s\n", batches[b], err);
-			goto out;
+		popts[2].flags = COPRO_PLAN_F_BLAS;
+		for (int e = 0; e < N_ENG; e += 2) {
+			if (copro_plan_build_opts(g, &in_t[b], &popts[e], &eng[e].plan[b], err,
+						  sizeof(err))) {
+				fprintf(stderr, "onnx_mlp: plan at batch %d: %s\n", batches[b],
+					err);
+				goto out;
+			}
 		}
 		ot = copro_plan_output(eng[0].plan[b], 0);
 		bytes = copro_kt_bytes(ot);
@@ -465,7 +483,8 @@ int main(int argc, char **argv)
 			goto out;
 		}
 		fill_features(in_t[b].data, batches[b] * width_in);
-		if (copro_plan_run(eng[0].plan[b], &in_t[b], &out_t[b])) {
+		if (copro_plan_run(eng[2].plan[b], &in_t[b], &out_t[b]) ||
+		    copro_plan_run(eng[0].plan[b], &in_t[b], &out_t[b])) {
 			fprintf(stderr, "onnx_mlp: copro run at batch %d failed\n", batches[b]);
 			goto out;
 		}
@@ -502,7 +521,7 @@ int main(int argc, char **argv)
 		eng[1].present = 1;
 	}
 
-	for (int e = 0; e < 2; e++) {
+	for (int e = 0; e < N_ENG; e++) {
 		eng[e].lat = calloc(o.runs + (uint64_t)o.rounds, sizeof(uint64_t));
 		if (!eng[e].lat) {
 			fprintf(stderr, "onnx_mlp: out of memory\n");
@@ -510,12 +529,12 @@ int main(int argc, char **argv)
 		}
 	}
 
-	/* Rounds: every row of both engines, the engines in alternating order. */
+	/* Rounds: every row of every engine, the engines in rotating order. */
 	for (int r = 0; r < o.rounds; r++) {
 		uint64_t share = o.runs / (uint64_t)o.rounds + (r < (int)(o.runs % o.rounds));
 
-		for (int k = 0; k < 2; k++) {
-			struct engine *e = &eng[(k + r) % 2];
+		for (int k = 0; k < N_ENG; k++) {
+			struct engine *e = &eng[(k + r) % N_ENG];
 
 			if (!e->present)
 				continue;
@@ -532,9 +551,11 @@ int main(int argc, char **argv)
 	printf("model:   %s: %s -> %s, f32 [N, %lld] -> [N, %lld]%s\n", path, in_name, out_name,
 	       (long long)width_in, (long long)width_out,
 	       o.model ? "" : " (copro-model mlp --in 32 --hidden 256,256 --out 1 --seed 1)");
-	printf("copro:   compiled plan, %d steps, arena %zu bytes at batch 64; OpenBLAS on 1 "
-	       "thread\n", copro_plan_n_steps(eng[0].plan[0]),
+	printf("copro:   compiled plan as coprod builds it (f32, fused), %d steps, arena %zu "
+	       "bytes at batch 64; own AVX-512 f32 kernel where the CPU has it\n",
+	       copro_plan_n_steps(eng[0].plan[0]),
 	       copro_plan_arena_bytes(eng[0].plan[N_BATCH - 1]));
+	printf("BLAS:    the same plans with COPRO_PLAN_F_BLAS: products on OpenBLAS, 1 thread\n");
 	if (eng[1].present) {
 		printf("ORT:     ONNX Runtime %s (%s); intra-op 1, inter-op 1, sequential, all "
 		       "graph optimizations; I/O bound once; threads %d -> %d\n", ort.version,
@@ -547,11 +568,12 @@ int main(int argc, char **argv)
 	       "engine and batch; %d interleaved rounds%s\n", (unsigned long long)o.runs,
 	       (unsigned long long)o.warmup, o.secs, o.rounds,
 	       o.cpu >= 0 ? ", pinned" : "");
-	printf("\n%-30s %14s %14s %10s\n", "", "copro", "ORT", "copro/ORT");
+	printf("\n%-30s %12s %12s %12s %10s %10s\n", "", "copro", "copro BLAS", "ORT",
+	       "copro/ORT", "copro/BLAS");
 	{
-		double p50[2], p99[2], mean[2];
+		double p50[N_ENG], p99[N_ENG], mean[N_ENG];
 
-		for (int e = 0; e < 2; e++) {
+		for (int e = 0; e < N_ENG; e++) {
 			long double sum = 0;
 
 			p50[e] = p99[e] = mean[e] = 0;
@@ -564,33 +586,34 @@ int main(int argc, char **argv)
 			p99[e] = (double)pct(eng[e].lat, eng[e].n_lat, 0.99) / 1e3;
 			mean[e] = (double)(sum / eng[e].n_lat) / 1e3;
 		}
-		row("latency batch 1, p50 (us)", p50[0], p50[1], eng[1].present, "%.2f");
-		row("latency batch 1, p99 (us)", p99[0], p99[1], eng[1].present, "%.2f");
-		row("latency batch 1, mean (us)", mean[0], mean[1], eng[1].present, "%.2f");
+		row("latency batch 1, p50 (us)", p50, eng[1].present, "%.2f");
+		row("latency batch 1, p99 (us)", p99, eng[1].present, "%.2f");
+		row("latency batch 1, mean (us)", mean, eng[1].present, "%.2f");
 	}
 	for (int b = 0; b < N_BATCH; b++) {
-		double t[2];
+		double t[N_ENG];
 		char label[64];
 
-		for (int e = 0; e < 2; e++)
+		for (int e = 0; e < N_ENG; e++)
 			t[e] = eng[e].tput_ns[b] ? (double)eng[e].tput_rows[b] * 1e9 /
 							   (double)eng[e].tput_ns[b]
 						 : 0;
 		snprintf(label, sizeof(label), "throughput batch %d (inf/s)", batches[b]);
-		row(label, t[0], t[1], eng[1].present, "%.0f");
+		row(label, t, eng[1].present, "%.0f");
 	}
-	printf("\ncopro/ORT: below 1 is faster in the latency rows, above 1 is more "
-	       "throughput.\n");
+	printf("\ncopro/ORT, copro/BLAS: below 1 is faster in the latency rows, above 1 is "
+	       "more throughput.\n");
 	ret = 0;
 out:
 	for (int b = 0; b < N_BATCH; b++) {
 		copro_ort_unbind(&eng[1].bound[b]);
 		copro_plan_free(eng[0].plan[b]);
+		copro_plan_free(eng[2].plan[b]);
 		free(in_t[b].data);
 		free(out_t[b].data);
 		free(ort_out[b]);
 	}
-	for (int e = 0; e < 2; e++)
+	for (int e = 0; e < N_ENG; e++)
 		free(eng[e].lat);
 	if (sess.sess)
 		copro_ort_session_close(&sess);

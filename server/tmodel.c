@@ -172,8 +172,12 @@ static int all_finite(const float *v, uint64_t n)
 	return 1;
 }
 
-void copro_tmodel_run(struct copro_tmodel *tm, struct copro_job **jobs, uint32_t n,
-		      uint32_t rows)
+/*
+ * Runs jobs[0..n) as one plan of `rows` rows: gathers, runs, scatters.
+ * Returns the plan's result; on failure nothing was scattered and no
+ * job's result was touched (the caller decides who failed).
+ */
+static int run_batch(struct copro_tmodel *tm, struct copro_job **jobs, uint32_t n, uint32_t rows)
 {
 	struct copro_kt in[COPRO_MAX_TENSORS], out[COPRO_MAX_TENSORS];
 	struct copro_plan *p = tm->plans[rows];
@@ -207,8 +211,10 @@ void copro_tmodel_run(struct copro_tmodel *tm, struct copro_job **jobs, uint32_t
 		out[o].data = tm->buf[tm->n_in + o];
 	}
 	ret = copro_plan_run(p, in, out);
+	if (ret)
+		return ret;
 	/* Scatter: each job's output rows, straight into its client's arena. */
-	for (int o = 0; o < tm->n_out && !ret; o++) {
+	for (int o = 0; o < tm->n_out; o++) {
 		at = 0;
 		for (uint32_t j = 0; j < n; j++) {
 			const struct copro_tensor_desc *d = &jobs[j]->desc[tm->n_in + o];
@@ -229,6 +235,29 @@ void copro_tmodel_run(struct copro_tmodel *tm, struct copro_job **jobs, uint32_t
 			at += d->length;
 		}
 	}
-	for (uint32_t j = 0; ret && j < n; j++)
-		jobs[j]->res = ret;
+	return 0;
+}
+
+/*
+ * A plan fails on data only for a request's own values (a Gather index
+ * out of range: -ERANGE), so when a batch of several jobs fails, each is
+ * run again alone: the request at fault gets the error, the others their
+ * outputs. Costs one plan run per job, and only on that path.
+ */
+void copro_tmodel_run(struct copro_tmodel *tm, struct copro_job **jobs, uint32_t n,
+		      uint32_t rows)
+{
+	int ret = run_batch(tm, jobs, n, rows);
+
+	if (!ret)
+		return;
+	if (n == 1) {
+		jobs[0]->res = ret;
+		return;
+	}
+	for (uint32_t j = 0; j < n; j++) {
+		ret = run_batch(tm, &jobs[j], 1, copro_tmodel_rows(jobs[j]));
+		if (ret)
+			jobs[j]->res = ret;
+	}
 }

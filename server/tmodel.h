@@ -47,7 +47,11 @@ uint32_t copro_tmodel_rows(const struct copro_job *job);
 /*
  * Runs jobs[0..n) as one batch of rows (their sum <= max_batch): gathers
  * every input from each job's arena into the batch buffers, runs the plan
- * for that many rows, scatters the outputs back. Sets each job's result.
+ * for that many rows, scatters the outputs back. Sets each job's result:
+ * left as it was on success (or -EDOM with reject_nonfinite), the plan's
+ * error otherwise. When the batch fails, every job is run again alone,
+ * so a request whose values are invalid (-ERANGE: a Gather index out of
+ * range) fails without failing the requests batched with it.
  */
 void copro_tmodel_run(struct copro_tmodel *tm, struct copro_job **jobs, uint32_t n,
 		      uint32_t rows);

@@ -12,9 +12,12 @@
  * test_precision.c checks whole models.
  *
  * Bit for bit is the contract in f32: the fused step runs the same BLAS
- * call on the same buffers, then the same float operations (y + b, then
- * the activation's own formula) in the same order as the Add and
- * activation steps did.
+ * call (or the same own kernel, which the unfused plan uses too) on the
+ * same buffers, then the same float operations (y + b, then the
+ * activation's own formula) in the same order as the Add and activation
+ * steps did. The own f32 kernel is also checked against OpenBLAS and a
+ * double reference, for giving a row the same bits in any batch, and for
+ * packing each graph's weights once.
  */
 #include <errno.h>
 #include <math.h>
@@ -787,6 +790,257 @@ static void lowered_matmul_should_fold_batch_dims_into_rows(void **state)
 /* Options                                                                */
 /* ---------------------------------------------------------------------- */
 
+/* ---------------------------------------------------------------------- */
+/* The own f32 kernel (gemm_f32.c)                                        */
+/* ---------------------------------------------------------------------- */
+
+static int avx512f;
+
+/* A Gemm of form f (as check_lowered_form builds it), its input A filled in in[0]. */
+static struct copro_graph *form_graph(const struct gemm_form *f, struct copro_kt *in)
+{
+	struct copro_graph *g = gb_new();
+	struct copro_node *n;
+	int64_t M = f->M, K = f->K, N = f->N;
+	float *a;
+
+	gb_input(g, "A", 2, f->ta ? DIMS(K, M) : DIMS(M, K));
+	gb_output(g, "Y");
+	gb_const(g, "W", 2, f->tb ? DIMS(N, K) : DIMS(K, N));
+	switch (f->c) {
+	case 1: gb_const(g, "C", 1, DIMS(N)); break;
+	case 2: gb_const(g, "C", 2, DIMS(M, 1)); break;
+	case 3: gb_const(g, "C", 1, DIMS(1)); break;
+	case 4: gb_const(g, "C", 2, DIMS(M, N)); break;
+	}
+	n = gb_node(g, "Gemm", f->c && f->c != 5 ? IN("A", "W", "C") : IN("A", "W"),
+		    IN(f->act ? "G" : "Y"));
+	gb_attr(n, "transA", COPRO_ATTR_INT, f->ta, 0);
+	gb_attr(n, "transB", COPRO_ATTR_INT, f->tb, 0);
+	gb_attr(n, "alpha", COPRO_ATTR_FLOAT, 0, f->alpha);
+	gb_attr(n, "beta", COPRO_ATTR_FLOAT, 0, f->beta);
+	if (f->act) {
+		n = gb_node(g, f->act, IN("G"), IN("Y"));
+		if (!strcmp(f->act, "LeakyRelu"))
+			gb_attr(n, "alpha", COPRO_ATTR_FLOAT, 0, 0.3f);
+	}
+	a = aligned_alloc(64, ((size_t)(M * K) * 4 + 63) & ~(size_t)63);
+	for (int64_t i = 0; i < M * K; i++)
+		a[i] = i % 31 == 0 ? 0.0f : 3.0f * rndf();
+	memset(in, 0, sizeof(*in));
+	in->dtype = COPRO_K_F32;
+	in->rank = 2;
+	in->dims[0] = f->ta ? K : M;
+	in->dims[1] = f->ta ? M : K;
+	in->data = a;
+	return g;
+}
+
+static double ref_act(const char *act, double v)
+{
+	if (!act)
+		return v;
+	if (!strcmp(act, "Relu"))
+		return v < 0 ? 0 : v;
+	if (!strcmp(act, "LeakyRelu"))
+		return v < 0 ? 0.3 * v : v;
+	if (!strcmp(act, "Sigmoid"))
+		return 1.0 / (1.0 + exp(-v));
+	return tanh(v);
+}
+
+/*
+ * The default plan (own kernel where it takes the form) and the OpenBLAS
+ * plan (COPRO_PLAN_F_BLAS), fused and not, against a double reference
+ * within f32's worst case for a K-term sum, (K + 2) u sum |alpha a w| +
+ * |beta C| (u = 2^-24), doubled for the activation's own rounding; the
+ * fused and unfused default plans bit for bit.
+ */
+static void check_f32_form(const struct gemm_form *f)
+{
+	struct copro_kt in;
+	struct copro_graph *g = form_graph(f, &in);
+	struct copro_plan_opts o = COPRO_PLAN_OPTS_INIT;
+	struct copro_kt out = { 0 };
+	struct copro_plan *p[4];
+	int64_t M = f->M, K = f->K, N = f->N;
+	const float *w = const_data(g, "W"), *c = f->c && f->c != 5 ? const_data(g, "C") : NULL;
+	const float *a = in.data;
+	float *y[4];
+	char err[256];
+
+	for (int v = 0; v < 4; v++) {
+		o.fuse = v & 1 ? 0 : 1;
+		o.flags = v & 2 ? COPRO_PLAN_F_BLAS : 0;
+		if (copro_plan_build_opts(g, &in, &o, &p[v], err, sizeof(err)))
+			fail_msg("%s", err);
+		y[v] = aligned_alloc(64, ((size_t)(M * N) * 4 + 63) & ~(size_t)63);
+		out.data = y[v];
+		assert_int_equal(copro_plan_run(p[v], &in, &out), 0);
+	}
+	assert_memory_equal(y[0], y[1], (size_t)(M * N) * 4);
+	for (int64_t i = 0; i < M; i++) {
+		for (int64_t j = 0; j < N; j++) {
+			double sum = 0, mag = 0, cv = 0, want, tol;
+
+			for (int64_t k = 0; k < K; k++) {
+				double t = (double)a[f->ta ? k * M + i : i * K + k] *
+					   w[f->tb ? j * K + k : k * N + j];
+
+				sum += t;
+				mag += fabs(t);
+			}
+			if (c) {
+				switch (f->c) {
+				case 1: cv = c[j]; break;
+				case 2: cv = c[i]; break;
+				case 3: cv = c[0]; break;
+				case 4: cv = c[i * N + j]; break;
+				}
+			}
+			want = ref_act(f->act, f->alpha * sum + f->beta * cv);
+			tol = 2.0 * (double)(K + 2) * ldexp(1.0, -24) *
+			      (fabs(f->alpha) * mag + fabs(f->beta * cv)) + 1e-30;
+			for (int v = 0; v < 4; v += 2) {
+				double got = y[v][i * N + j];
+
+				if (!(fabs(got - want) <= tol))
+					fail_msg("form M%d K%d N%d c%d %s, %s plan, [%lld, %lld]: "
+						 "%.9g, want %.9g (tol %.3g)", f->M, f->K, f->N,
+						 f->c, f->act ? f->act : "-", v ? "BLAS" : "default",
+						 (long long)i, (long long)j, got, want, tol);
+			}
+		}
+	}
+	for (int v = 0; v < 4; v++) {
+		copro_plan_free(p[v]);
+		free(y[v]);
+	}
+	free(in.data);
+	copro_graph_free(g);
+}
+
+static void own_f32_kernel_should_agree_with_openblas_and_a_double_reference(void **state)
+{
+	/* The forms above, and the shapes of the kernel's blocks and edges. */
+	static const struct gemm_form own[] = {
+		{ 0, 1, 1, 32, 256, 1.0f, 1.0f, 1, "Relu" },
+		{ 0, 1, 64, 256, 256, 1.0f, 1.0f, 1, "Relu" },
+		{ 0, 1, 67, 256, 1, 1.0f, 1.0f, 1, "Sigmoid" },
+		{ 0, 0, 5, 17, 1, 1.0f, 1.0f, 3, NULL },
+		{ 0, 0, 3, 1, 300, 1.0f, 2.0f, 1, "LeakyRelu" },
+		{ 0, 1, 13, 100, 37, 1.0f, 0.5f, 3, "Tanh" },
+		{ 0, 0, 2, 9, 260, 1.0f, 0.0f, 4, NULL },
+		{ 0, 0, 8, 64, 80, 1.0f, 1.0f, 0, "Relu" },
+	};
+
+	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++)
+		check_f32_form(&forms[i]);
+	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+		check_f32_form(&own[i]);
+}
+
+/*
+ * The kernel sums each output in one order whatever block it is in: a row
+ * scored alone and the same row inside a batch of 64 (or 13) agree bit
+ * for bit, so a request's answer does not depend on who it was batched
+ * with. (OpenBLAS's sgemv and sgemm do not promise that.)
+ */
+static void own_f32_kernel_should_give_a_row_the_same_bits_in_any_batch(void **state)
+{
+	static const int64_t batches[] = { 64, 13 };
+	char err[256], *path = write_mlp("--in 32 --hidden 256,256 --out 1 --seed 1");
+	struct copro_graph *g;
+	struct copro_plan *p1;
+	struct copro_kt in1 = { .dtype = COPRO_K_F32, .rank = 2, .dims = { 1, 32 } };
+	struct copro_kt out = { 0 };
+	float *x = aligned_alloc(64, 64 * 32 * 4), *y = aligned_alloc(64, 64 * 4);
+	float *y1 = aligned_alloc(64, 64);
+
+	if (!avx512f) {
+		free(x);
+		free(y);
+		free(y1);
+		unlink(path);
+		free(path);
+		skip();
+	}
+	assert_int_equal(copro_graph_load(path, &g, err, sizeof(err)), 0);
+	unlink(path);
+	free(path);
+	for (int i = 0; i < 64 * 32; i++)
+		x[i] = 4.0f * rndf();
+	assert_int_equal(copro_plan_build_opts(g, &in1, NULL, &p1, err, sizeof(err)), 0);
+	for (size_t bi = 0; bi < 2; bi++) {
+		struct copro_kt in = { .dtype = COPRO_K_F32, .rank = 2,
+				       .dims = { batches[bi], 32 }, .data = x };
+		struct copro_plan *p;
+
+		assert_int_equal(copro_plan_build_opts(g, &in, NULL, &p, err, sizeof(err)), 0);
+		out.data = y;
+		assert_int_equal(copro_plan_run(p, &in, &out), 0);
+		for (int64_t r = 0; r < batches[bi]; r++) {
+			in1.data = x + r * 32;	/* 128-byte rows: aligned, used in place */
+			out.data = y1;
+			assert_int_equal(copro_plan_run(p1, &in1, &out), 0);
+			if (memcmp(y1, &y[r], 4))
+				fail_msg("row %lld: %.9g alone, %.9g in a batch of %lld",
+					 (long long)r, y1[0], y[r], (long long)batches[bi]);
+		}
+		copro_plan_free(p);
+	}
+	copro_plan_free(p1);
+	copro_graph_free(g);
+	free(x);
+	free(y);
+	free(y1);
+}
+
+/* Packs on g's list. */
+static int n_packs(const struct copro_graph *g)
+{
+	int n = 0;
+
+	for (const struct copro_wpack *p = g->packs; p; p = p->next)
+		n++;
+	return n;
+}
+
+/*
+ * One packed copy of each layer's weights for all the plans of a graph
+ * (a daemon builds one per batch size and runs whichever fits): three
+ * layers, three packs, however many plans; none on OpenBLAS.
+ */
+static void every_plan_of_a_graph_should_share_one_packing_of_the_weights(void **state)
+{
+	char err[256], *path = write_mlp("--in 32 --hidden 256,256 --out 1 --seed 1");
+	struct copro_plan_opts blas = COPRO_PLAN_OPTS_INIT;
+	struct copro_plan *p[17];
+	struct copro_graph *g;
+
+	assert_int_equal(copro_graph_load(path, &g, err, sizeof(err)), 0);
+	unlink(path);
+	free(path);
+	blas.flags = COPRO_PLAN_F_BLAS;
+	for (int m = 1; m <= 16; m++) {
+		struct copro_kt in = { .dtype = COPRO_K_F32, .rank = 2, .dims = { m, 32 } };
+
+		assert_int_equal(copro_plan_build_opts(g, &in, &blas, &p[m], err, sizeof(err)), 0);
+		copro_plan_free(p[m]);
+	}
+	assert_int_equal(n_packs(g), 0);
+	for (int m = 1; m <= 16; m++) {
+		struct copro_kt in = { .dtype = COPRO_K_F32, .rank = 2, .dims = { m, 32 } };
+
+		assert_int_equal(copro_plan_build_opts(g, &in, NULL, &p[m], err, sizeof(err)), 0);
+	}
+	assert_int_equal(n_packs(g), avx512f ? 3 : 0);
+	for (int m = 1; m <= 16; m++)
+		copro_plan_free(p[m]);
+	assert_int_equal(n_packs(g), avx512f ? 3 : 0);	/* the graph's until it goes */
+	copro_graph_free(g);
+}
+
 static void should_refuse_unknown_options_and_take_null_as_the_defaults(void **state)
 {
 	struct copro_graph *g = matmul_bias_act("Relu", 0, 1);
@@ -914,6 +1168,9 @@ int main(void)
 		cmocka_unit_test(should_chain_fused_layers_and_keep_nan_and_inf),
 		cmocka_unit_test(lowered_gemm_should_stay_within_one_layers_bound_in_every_form),
 		cmocka_unit_test(lowered_matmul_should_fold_batch_dims_into_rows),
+		cmocka_unit_test(own_f32_kernel_should_agree_with_openblas_and_a_double_reference),
+		cmocka_unit_test(own_f32_kernel_should_give_a_row_the_same_bits_in_any_batch),
+		cmocka_unit_test(every_plan_of_a_graph_should_share_one_packing_of_the_weights),
 		cmocka_unit_test(should_refuse_unknown_options_and_take_null_as_the_defaults),
 		cmocka_unit_test(should_report_the_speed_of_fused_and_unfused_plans),
 	};
@@ -923,6 +1180,7 @@ int main(void)
 		      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
 	avx512_vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
 		      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+	avx512f = __builtin_cpu_supports("avx512f");
 #endif
 	return cmocka_run_group_tests_name("plan fusion", tests, NULL, NULL);
 }

@@ -4,7 +4,7 @@
  * real client processes: signature, results equal to the same plan run
  * in-process, batching across clients, bad shapes, overload, deadlines,
  * non-finite outputs, a client killed with queued work, a model that does
- * not load.
+ * not load, a request with an index out of range batched with good ones.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,13 +25,14 @@
 #include <cmocka.h>
 
 #include "copro.h"
+#include "onnx.pb-c.h"
 #include "onnx/graph.h"
 #include "onnx/plan.h"
 
 #define IN	32
 #define SEC	1000000000LL
 
-static char bindir[256], dir[64], sock[128], model[128];
+static char bindir[256], dir[64], sock[128], model[128], embed[128];
 static pid_t daemon_pid;
 
 /* aligned_alloc wants a size that is a multiple of the alignment. */
@@ -92,6 +93,119 @@ static pid_t start_daemon(const char *conf, int *st)
 	return -1;
 }
 
+/*
+ * The embedding model: y = Gather(emb, id), id (N) int64 categories, emb
+ * (EMB_V, EMB_D) with emb[v][c] = v + c / 8 (exact in f32), y (N, EMB_D).
+ * Written with the ONNX schema's own structs; returns 0 or -1.
+ */
+#define EMB_V	10
+#define EMB_D	4
+
+static float emb_value(int64_t v, int c)
+{
+	return (float)v + (float)c / 8.0f;
+}
+
+static int write_embed_model(const char *path)
+{
+	static float w[EMB_V * EMB_D];
+	Onnx__ModelProto m = ONNX__MODEL_PROTO__INIT;
+	Onnx__GraphProto g = ONNX__GRAPH_PROTO__INIT;
+	Onnx__OperatorSetIdProto os = ONNX__OPERATOR_SET_ID_PROTO__INIT, *osp = &os;
+	Onnx__NodeProto node = ONNX__NODE_PROTO__INIT, *nodep = &node;
+	Onnx__TensorProto init = ONNX__TENSOR_PROTO__INIT, *initp = &init;
+	Onnx__ValueInfoProto vi[2], *inp = &vi[0], *outp = &vi[1];
+	Onnx__TypeProto type[2];
+	Onnx__TypeProto__Tensor tt[2];
+	Onnx__TensorShapeProto shape[2];
+	Onnx__TensorShapeProto__Dimension dim[2][2], *dimp[2][2];
+	char *node_in[2] = { "emb", "id" }, *node_out[1] = { "y" };
+	int64_t init_dims[2] = { EMB_V, EMB_D };
+	static const int32_t elem[2] = { COPRO_K_I64, COPRO_K_F32 };
+	static const int ranks[2] = { 1, 2 };
+	static char *names[2] = { "id", "y" };
+	uint8_t *buf;
+	size_t len;
+	FILE *f;
+	int ok;
+
+	for (int v = 0; v < EMB_V; v++)
+		for (int c = 0; c < EMB_D; c++)
+			w[v * EMB_D + c] = emb_value(v, c);
+	for (int i = 0; i < 2; i++) {
+		vi[i] = (Onnx__ValueInfoProto)ONNX__VALUE_INFO_PROTO__INIT;
+		type[i] = (Onnx__TypeProto)ONNX__TYPE_PROTO__INIT;
+		tt[i] = (Onnx__TypeProto__Tensor)ONNX__TYPE_PROTO__TENSOR__INIT;
+		shape[i] = (Onnx__TensorShapeProto)ONNX__TENSOR_SHAPE_PROTO__INIT;
+		vi[i].name = names[i];
+		vi[i].type = &type[i];
+		type[i].value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+		type[i].tensor_type = &tt[i];
+		tt[i].has_elem_type = 1;
+		tt[i].elem_type = elem[i];
+		tt[i].shape = &shape[i];
+		shape[i].n_dim = (size_t)ranks[i];
+		shape[i].dim = dimp[i];
+		for (int k = 0; k < ranks[i]; k++) {
+			dim[i][k] = (Onnx__TensorShapeProto__Dimension)
+				ONNX__TENSOR_SHAPE_PROTO__DIMENSION__INIT;
+			if (k == 0) {
+				dim[i][k].value_case =
+					ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+				dim[i][k].dim_param = "N";
+			} else {
+				dim[i][k].value_case =
+					ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+				dim[i][k].dim_value = EMB_D;
+			}
+			dimp[i][k] = &dim[i][k];
+		}
+	}
+	init.name = "emb";
+	init.has_data_type = 1;
+	init.data_type = COPRO_K_F32;
+	init.n_dims = 2;
+	init.dims = init_dims;
+	init.has_raw_data = 1;
+	init.raw_data.len = sizeof(w);
+	init.raw_data.data = (uint8_t *)w;
+	node.op_type = "Gather";
+	node.name = "lookup";
+	node.n_input = 2;
+	node.input = node_in;
+	node.n_output = 1;
+	node.output = node_out;
+	g.name = "embed";
+	g.n_node = 1;
+	g.node = &nodep;
+	g.n_initializer = 1;
+	g.initializer = &initp;
+	g.n_input = 1;
+	g.input = &inp;
+	g.n_output = 1;
+	g.output = &outp;
+	os.domain = "";
+	os.has_version = 1;
+	os.version = 13;
+	m.has_ir_version = 1;
+	m.ir_version = 8;
+	m.producer_name = "test_tensor_serving";
+	m.n_opset_import = 1;
+	m.opset_import = &osp;
+	m.graph = &g;
+	len = onnx__model_proto__get_packed_size(&m);
+	buf = malloc(len);
+	if (!buf)
+		return -1;
+	onnx__model_proto__pack(&m, buf);
+	f = fopen(path, "wb");
+	ok = f && fwrite(buf, 1, len, f) == len;
+	if (f)
+		ok = fclose(f) == 0 && ok;
+	free(buf);
+	return ok ? 0 : -1;
+}
+
 static int setup(void **state)
 {
 	const char *d = getenv("COPRO_COPROD");
@@ -112,6 +226,9 @@ static int setup(void **state)
 	if (sh("%s/copro-model mlp --in %d --hidden 64,64 --out 1 --seed 3 -o %s >/dev/null",
 	       bindir, IN, model))
 		return -1;
+	snprintf(embed, sizeof(embed), "%s/embed.onnx", dir);
+	if (write_embed_model(embed))
+		return -1;
 	snprintf(conf, sizeof(conf), "%s/coprod.conf", dir);
 	f = fopen(conf, "w");
 	if (!f)
@@ -122,8 +239,9 @@ static int setup(void **state)
 		   "[model.fraud_small]\npath = %s\nmax_batch = 4\nmax_delay_us = 200000\n"
 		   "queue_depth = 4\n\n"
 		   "[model.fraud_strict]\npath = %s\nreject_nonfinite = 1\n\n"
-		   "[model.fraud_cached]\npath = %s\ncache_mib = 1\n",
-		model, model, model, model, model);
+		   "[model.fraud_cached]\npath = %s\ncache_mib = 1\n\n"
+		   "[model.embed]\npath = %s\nmax_batch = 16\nmax_delay_us = 5000\n",
+		model, model, model, model, model, embed);
 	fclose(f);
 	daemon_pid = start_daemon(conf, &st);
 	return daemon_pid > 0 ? 0 : -1;
@@ -572,6 +690,162 @@ static void should_pass_nan_through_unless_the_model_rejects_it(void **state)
 	copro_close(s.c);
 }
 
+/*
+ * Child: `count` embedding lookups of `rows` rows at depth 4; when bad_every
+ * is set, every bad_every-th request carries category EMB_V (one past the
+ * table) in its middle row and must fail with -ERANGE, every other one
+ * must come back exactly. Exits 0 when all did.
+ */
+static void embed_client(int count, uint64_t rows, int bad_every, uint32_t seed)
+{
+	enum { DEPTH = 4 };
+	struct copro_opts o = { .idle = COPRO_IDLE_BLOCK };
+	struct copro_client *c;
+	struct copro_model_info mi;
+	struct copro_tensor in[DEPTH], out[DEPTH];
+	const struct copro_tensor *ins[DEPTH][1], *outs[DEPTH][1];
+	uint64_t di[1] = { rows }, dout[2] = { rows, EMB_D };
+	int sent = 0, got = 0, bad[DEPTH];
+
+	alarm(30);
+	if (copro_connect(sock, &o, &c) || copro_lookup(c, "embed", &mi))
+		_exit(2);
+	for (int i = 0; i < DEPTH; i++) {
+		if (copro_tensor_alloc(c, COPRO_DT_I64, 1, di, &in[i]) ||
+		    copro_tensor_alloc(c, COPRO_DT_F32, 2, dout, &out[i]))
+			_exit(3);
+		ins[i][0] = &in[i];
+		outs[i][0] = &out[i];
+	}
+	while (got < count) {
+		while (sent < count && sent - got < DEPTH) {
+			int slot = sent % DEPTH;
+			int64_t *id = in[slot].data;
+			struct copro_request r = { .model = mi.handle, .n_in = 1, .n_out = 1,
+						   .in = ins[slot], .out = outs[slot],
+						   .user_data = (uint64_t)slot };
+
+			for (uint64_t k = 0; k < rows; k++)	/* negative ones count from the end */
+				id[k] = (int64_t)((seed + (uint32_t)sent * 7u + (uint32_t)k) %
+						  (2 * EMB_V)) - EMB_V;
+			bad[slot] = bad_every && sent % bad_every == 0;
+			if (bad[slot])
+				id[rows / 2] = EMB_V;
+			memset(out[slot].data, 0xff, rows * EMB_D * sizeof(float));
+			if (copro_submit(c, &r, 1) != 1)
+				_exit(4);
+			sent++;
+		}
+		struct copro_cqe cqe;
+		int slot;
+
+		if (copro_wait(c, &cqe, 1, 5 * SEC) != 1)
+			_exit(5);
+		slot = (int)cqe.user_data;
+		if (bad[slot]) {
+			if (cqe.res != -ERANGE)
+				_exit(6);
+		} else {
+			const int64_t *id = in[slot].data;
+			const float *y = out[slot].data;
+
+			if (cqe.res != 0)
+				_exit(7);
+			for (uint64_t k = 0; k < rows; k++) {
+				int64_t v = id[k] < 0 ? id[k] + EMB_V : id[k];
+
+				for (int j = 0; j < EMB_D; j++)
+					if (y[k * EMB_D + j] != emb_value(v, j))
+						_exit(8);
+			}
+		}
+		got++;
+	}
+	copro_close(c);
+	_exit(0);
+}
+
+static void should_fail_only_the_request_with_an_index_out_of_range(void **state)
+{
+	enum { K = 4, COUNT = 60 };
+	uint64_t b0, r0, b1, r1;
+	pid_t kids[K];
+
+	batch_stats("embed", &b0, &r0);
+	/* One client sends a bad category in every third request; the rest are good. */
+	for (int i = 0; i < K; i++) {
+		kids[i] = fork();
+		if (kids[i] == 0)
+			embed_client(COUNT, 1 + (uint64_t)i, i == 0 ? 3 : 0, 11u * (uint32_t)i);
+	}
+	for (int i = 0; i < K; i++) {
+		int st;
+
+		waitpid(kids[i], &st, 0);
+		assert_true(WIFEXITED(st));
+		assert_int_equal(WEXITSTATUS(st), 0);
+	}
+	batch_stats("embed", &b1, &r1);
+	print_message("embed: %llu rows in %llu batches\n", (unsigned long long)(r1 - r0),
+		      (unsigned long long)(b1 - b0));
+	/* 16 requests in flight and a 5 ms window: the bad ones shared batches. */
+	assert_true((r1 - r0) >= 2 * (b1 - b0));
+}
+
+/*
+ * The same in one client, deterministically: three requests published with
+ * one store land in one batch; the middle one's category is out of range.
+ */
+static void should_answer_the_good_requests_of_a_batch_with_a_bad_one(void **state)
+{
+	struct copro_opts o = { .idle = COPRO_IDLE_BLOCK };
+	struct copro_client *c;
+	struct copro_model_info mi;
+	struct copro_tensor in[3], out[3];
+	const struct copro_tensor *ins[3][1], *outs[3][1];
+	struct copro_request r[3];
+	static const int64_t ids[3][2] = { { 1, -1 }, { 2, -11 }, { 0, 9 } };
+	uint64_t di[1] = { 2 }, dout[2] = { 2, EMB_D };
+	int seen = 0;
+
+	assert_int_equal(copro_connect(sock, &o, &c), 0);
+	assert_int_equal(copro_lookup(c, "embed", &mi), 0);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(copro_tensor_alloc(c, COPRO_DT_I64, 1, di, &in[i]), 0);
+		assert_int_equal(copro_tensor_alloc(c, COPRO_DT_F32, 2, dout, &out[i]), 0);
+		memcpy(in[i].data, ids[i], sizeof(ids[i]));
+		memset(out[i].data, 0xff, 2 * EMB_D * sizeof(float));
+		ins[i][0] = &in[i];
+		outs[i][0] = &out[i];
+		r[i] = (struct copro_request){ .model = mi.handle, .n_in = 1, .n_out = 1,
+					       .in = ins[i], .out = outs[i],
+					       .user_data = (uint64_t)i };
+	}
+	assert_int_equal(copro_submit(c, r, 3), 3);
+	for (int n = 0; n < 3; n++) {
+		struct copro_cqe cqe;
+		int i;
+
+		assert_int_equal(copro_wait(c, &cqe, 1, 5 * SEC), 1);
+		i = (int)cqe.user_data;
+		seen |= 1 << i;
+		if (i == 1) {
+			assert_int_equal(cqe.res, -ERANGE);
+			continue;
+		}
+		assert_int_equal(cqe.res, 0);
+		for (int k = 0; k < 2; k++) {
+			int64_t v = ids[i][k] < 0 ? ids[i][k] + EMB_V : ids[i][k];
+
+			for (int j = 0; j < EMB_D; j++)
+				assert_true(((float *)out[i].data)[k * EMB_D + j] ==
+					    emb_value(v, j));
+		}
+	}
+	assert_int_equal(seen, 7);
+	copro_close(c);
+}
+
 static void should_survive_a_client_killed_with_queued_work(void **state)
 {
 	for (int round = 0; round < 20; round++) {
@@ -640,6 +914,8 @@ int main(void)
 		cmocka_unit_test(should_answer_repeated_inputs_from_the_cache),
 		cmocka_unit_test(should_keep_the_cache_within_its_bytes),
 		cmocka_unit_test(should_pass_nan_through_unless_the_model_rejects_it),
+		cmocka_unit_test(should_fail_only_the_request_with_an_index_out_of_range),
+		cmocka_unit_test(should_answer_the_good_requests_of_a_batch_with_a_bad_one),
 		cmocka_unit_test(should_survive_a_client_killed_with_queued_work),
 		cmocka_unit_test(should_exit_with_a_reason_when_a_model_does_not_load),
 	};

@@ -41,6 +41,8 @@ struct copro_linear_spec {
 	float act_alpha;		/* LeakyRelu's alpha */
 	uint32_t precision;		/* COPRO_PREC_* wanted */
 	int portable;			/* 1: plain C kernels; 0: AVX-512 ones, or stay f32 */
+	int f32_own;			/* f32: 1 = gemm_f32.c's kernel, 0 = OpenBLAS */
+	struct copro_graph *g;		/* b is g's initializer: share its packing; or NULL */
 };
 
 /*
@@ -188,6 +190,47 @@ copro_epi_store16(const struct copro_epi *e, __m512 v, float *yr, int64_t m, int
 				C(R, 13) C(R, 14) C(R, 15) C(R, 16)
 #define COPRO_BLOCK_CASES(C)	COPRO_BLOCK_NV16(C, 1) COPRO_BLOCK_NV8(C, 2) \
 				COPRO_BLOCK_NV5(C, 3) COPRO_BLOCK_NV4(C, 4)
+
+/* ---------------------------------------------------------------------- */
+/* f32 (gemm_f32.c)                                                       */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * f32 weights packed for the AVX-512 kernel: (K, Np), or the column (K)
+ * itself when N = 1. Shared by every plan of a graph when packed with
+ * one (shared = 1: the graph frees it).
+ */
+struct copro_f32w {
+	int64_t N, K;
+	int64_t Np;			/* N rounded up to 16 */
+	int shared;
+	float *w;
+};
+
+/* Whether this CPU runs the f32 kernel (AVX-512F). */
+int copro_f32_avx512_ok(void);
+/* Whether the kernel beats OpenBLAS for an M x N x K product (measured). */
+int copro_f32_wanted(int64_t M, int64_t N, int64_t K);
+/*
+ * Packs b ([K, N], or [N, K] if tb) into w. With g, b must be one of g's
+ * initializers: the packed copy is looked up in (or added to) g's list,
+ * shared with every plan of g and freed with it; without, w owns it.
+ * Returns 0 or -ENOMEM.
+ */
+int copro_f32_pack(struct copro_f32w *w, struct copro_graph *g, const float *b, int tb,
+		   int64_t K, int64_t N);
+/* Frees w's weights unless the graph holds them. */
+void copro_f32_free(struct copro_f32w *w);
+size_t copro_f32_bytes(const struct copro_f32w *w);
+/* Frees one of the graph's packs (struct copro_wpack.release). */
+void copro_f32_pack_release(void *data);
+/*
+ * y[M, N] = act(A W + crow + bias): A is [M, K] row-major, crow (Np) is
+ * Gemm's beta * C row or NULL, e->bias (Np) or NULL, e->c must be NULL.
+ * Only where copro_f32_avx512_ok().
+ */
+void copro_f32_gemm(const struct copro_f32w *w, const float *a, int64_t M, const float *crow,
+		    const struct copro_epi *e, float *y);
 
 /* ---------------------------------------------------------------------- */
 /* int8 (quant_int8.c)                                                    */

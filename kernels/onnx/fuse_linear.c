@@ -12,6 +12,11 @@
  * or two steps, their passes over memory, and an intermediate buffer.
  * OpenBLAS has no epilogue hook, so this is as close as f32 gets.
  *
+ * Where the planner chose it (an AVX-512 CPU, a Gemm/MatMul it takes),
+ * f32 runs instead on this project's own kernel (gemm_f32.c) with the
+ * weights packed once per graph and the epilogue in registers; the
+ * unfused plan then uses the same kernel, so bit for bit still holds.
+ *
  * In bf16 and int8 the kernels are this project's own (quant_bf16.c,
  * quant_int8.c) and the epilogue runs on the accumulators in registers
  * before the output is stored: scale, bias row (Gemm's constant C folded
@@ -40,6 +45,9 @@ struct linear_priv {
 	struct copro_q8w q8;
 	struct copro_bf16w bf;
 	int portable;
+	int f32_own;			/* f32 on gemm_f32.c's kernel, not the inner op */
+	struct copro_f32w f32;
+	float *crow;			/* f32_own: (Np) beta * C's row, or NULL */
 };
 
 void copro_epi_finish(const struct copro_epi *e, float *y, int64_t i, int64_t j0, int64_t n)
@@ -139,6 +147,8 @@ static size_t linear_scratch(const struct copro_node *n, const struct copro_kt *
 	case COPRO_PREC_BF16:
 		return copro_bf16_scratch(&lp->bf, M);
 	default:
+		if (lp->f32_own)
+			return 0;
 		return lp->inner_op->scratch ? lp->inner_op->scratch(&lp->inner, in, out) : 0;
 	}
 }
@@ -152,6 +162,10 @@ static int linear_run(const struct copro_node *n, const struct copro_kt *in, str
 	float *y = out[0].data;		/* (M, N) */
 	int rc;
 
+	if (lp->f32_own) {
+		copro_f32_gemm(&lp->f32, in[0].data, M, lp->crow, &e, y);
+		return 0;
+	}
 	if (lp->prec == COPRO_PREC_F32) {
 		rc = lp->inner_op->run(&lp->inner, in, out, scratch);
 		if (rc)
@@ -183,6 +197,8 @@ static void linear_release(struct copro_node *n)
 		lp->inner_op->release(&lp->inner);
 	copro_q8_free(&lp->q8);
 	copro_bf16_free(&lp->bf);
+	copro_f32_free(&lp->f32);
+	free(lp->crow);
 	free(lp->bias);
 	free(lp);
 	n->priv = NULL;
@@ -222,6 +238,47 @@ static int lowp_bias(struct linear_priv *lp, const struct copro_linear_spec *s, 
 		lp->bias[j] = s->bias ? v + s->bias[j] : v;
 	}
 	lp->epi.bias = lp->bias;
+	return 0;
+}
+
+/*
+ * Sets lp up for the own f32 kernel: the weights packed (shared through
+ * the graph when s->g), Gemm's beta * C row and the bias padded to the
+ * kernel's width. The planner checked C is absent, ignored (beta 0) or a
+ * constant row. Adds what lp owns to *bytes; returns 0 or -ENOMEM.
+ */
+static int f32_own_make(struct linear_priv *lp, const struct copro_linear_spec *s, size_t *bytes)
+{
+	const struct copro_kt *c = s->c;
+	int64_t Np, j;
+	int rc;
+
+	rc = copro_f32_pack(&lp->f32, s->g, s->b, s->tb, s->K, s->N);
+	if (rc)
+		return rc;
+	lp->f32_own = 1;
+	if (!lp->f32.shared)
+		*bytes += copro_f32_bytes(&lp->f32);
+	Np = lp->f32.Np;
+	if (c && c->dtype && s->beta != 0.0f) {
+		int64_t csn = (c->rank >= 1 && c->dims[c->rank - 1] != 1) ? 1 : 0;
+
+		lp->crow = calloc((size_t)Np, sizeof(float));
+		if (!lp->crow)
+			return -ENOMEM;
+		/* As the Gemm op prefills its output: beta * C, one rounding */
+		for (j = 0; j < s->N; j++)
+			lp->crow[j] = s->beta * ((const float *)c->data)[j * csn];
+		*bytes += (size_t)Np * sizeof(float);
+	}
+	if (s->bias) {
+		lp->bias = calloc((size_t)Np, sizeof(float));
+		if (!lp->bias)
+			return -ENOMEM;
+		memcpy(lp->bias, s->bias, (size_t)s->N * sizeof(float));
+		lp->epi.bias = lp->bias;
+		*bytes += (size_t)Np * sizeof(float);
+	}
 	return 0;
 }
 
@@ -278,7 +335,9 @@ int copro_linear_make(struct copro_node *n, struct copro_linear_spec *s, size_t 
 	}
 	if (rc == -ERANGE)
 		rc = 0;		/* non-finite weights: this product stays f32 */
-	if (rc == 0 && lp->prec == COPRO_PREC_F32 && s->bias) {
+	if (rc == 0 && lp->prec == COPRO_PREC_F32 && s->f32_own) {
+		rc = f32_own_make(lp, s, bytes);
+	} else if (rc == 0 && lp->prec == COPRO_PREC_F32 && s->bias) {
 		lp->bias = malloc((size_t)s->N * sizeof(float));
 		if (!lp->bias)
 			rc = -ENOMEM;
@@ -287,7 +346,8 @@ int copro_linear_make(struct copro_node *n, struct copro_linear_spec *s, size_t 
 		lp->epi.bias = lp->bias;
 		*bytes += (size_t)s->N * sizeof(float);
 	}
-	if (rc == 0 && lp->prec != COPRO_PREC_F32 && lp->inner_op->release && lp->inner.priv) {
+	if (rc == 0 && (lp->prec != COPRO_PREC_F32 || lp->f32_own) && lp->inner_op->release &&
+	    lp->inner.priv) {
 		/* The f32 op's own copy of B (Gemm's transposed weights) is not needed. */
 		lp->inner_op->release(&lp->inner);
 		lp->inner.priv = NULL;

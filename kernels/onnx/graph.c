@@ -187,6 +187,13 @@ void copro_graph_free(struct copro_graph *g)
 
 	if (!g)
 		return;
+	while (g->packs) {
+		struct copro_wpack *p = g->packs;
+
+		g->packs = p->next;
+		p->release(p->data);
+		free(p);
+	}
 	for (i = 0; i < g->n_nodes && g->nodes; i++) {
 		struct copro_node *n = &g->nodes[i];
 

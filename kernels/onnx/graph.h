@@ -110,6 +110,22 @@ struct copro_value {
 	uint8_t is_output;		/* a graph output */
 };
 
+/*
+ * Weights a kernel converted once for every plan of a graph (one plan per
+ * batch size reads one copy): a list the planner pushes onto with a CAS
+ * and copro_graph_free() frees. src is the initializer's data; tag, tb,
+ * K and N say what conversion data holds (the kernel's own struct).
+ */
+struct copro_wpack {
+	struct copro_wpack *next;
+	const void *src;
+	uint32_t tag;
+	int tb;
+	int64_t K, N;
+	void *data;
+	void (*release)(void *data);
+};
+
 struct copro_graph {
 	int n_values, n_nodes;
 	struct copro_value *values;
@@ -120,6 +136,11 @@ struct copro_graph {
 	int opset;			/* default-domain opset; 0: not imported (no such node) */
 	int64_t ir_version;
 	char *producer;			/* producer_name, may be "" */
+	/*
+	 * The one part plans write: packed weights they share (gemm_f32.c).
+	 * NULL in a fresh graph; accessed with __atomic loads and CAS.
+	 */
+	struct copro_wpack *packs;
 };
 
 /* Attribute lookups: return def when the attribute is absent. */

@@ -209,10 +209,10 @@ static int64_t gather_index(const struct copro_kt *ix, int64_t i)
 /*
  * Gather along axis: out = data.dims[:axis] + indices.dims +
  * data.dims[axis+1:]. Negative indices count from the end (opset 11).
- * Indices known at plan time are range-checked here; an out-of-range
- * index that only shows up in run() selects a zero slice, because run()
- * cannot fail (the embedding lookup of a categorical feature gets zeros
- * for an unknown category, rather than whatever memory lies past it).
+ * Indices known at plan time are range-checked here; indices computed
+ * or sent by a client are checked by run(), which fails with -ERANGE
+ * (an unknown category's embedding is an error for that request, not a
+ * zero slice that would give a plausible but wrong score).
  */
 static int gather_infer(struct copro_node *n, const struct copro_kt *in, struct copro_kt *out,
 			char *err, size_t errlen)
@@ -259,6 +259,12 @@ static int gather_infer(struct copro_node *n, const struct copro_kt *in, struct 
 	return 0;
 }
 
+/*
+ * Copies the selected slices. Returns 0, or -ERANGE before writing
+ * anything if an index lies outside [-dims[axis], dims[axis]): the one
+ * data-dependent failure an op has, because the indices may be a
+ * client's bytes.
+ */
 static int gather_run(const struct copro_node *n, const struct copro_kt *in, struct copro_kt *out,
 		      void *scratch)
 {
@@ -276,18 +282,19 @@ static int gather_run(const struct copro_node *n, const struct copro_kt *in, str
 		else if (j > axis)
 			inner *= d->dims[j];
 	}
+	for (i = 0; i < kx; i++) {
+		int64_t v = gather_index(ix, i);
+
+		if (v < -kd || v >= kd)
+			return -ERANGE;
+	}
 	for (o = 0; o < outer; o++) {
 		const char *src = (const char *)d->data + o * kd * inner;
 
 		for (i = 0; i < kx; i++, y += inner) {
 			int64_t v = gather_index(ix, i);
 
-			if (v < 0)
-				v += kd;
-			if (v < 0 || v >= kd)
-				memset(y, 0, (size_t)inner);
-			else
-				memcpy(y, src + v * inner, (size_t)inner);
+			memcpy(y, src + (v < 0 ? v + kd : v) * inner, (size_t)inner);
 		}
 	}
 	return 0;

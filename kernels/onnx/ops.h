@@ -4,9 +4,11 @@
  *
  * An operator is defined once, as a struct copro_op: a shape/type inference
  * function that also validates the node, and a run function that computes
- * outputs into buffers someone else allocated. run() never allocates, never
- * locks and never fails on data (only on a broken invariant): every check
- * belongs in infer(), which runs once per batch size when a plan is built.
+ * outputs into buffers someone else allocated. run() never allocates and
+ * never locks; every check that shapes and constants allow belongs in
+ * infer(), which runs once per batch size when a plan is built. run() fails
+ * only on values it alone sees that would make it read outside an input
+ * (Gather's indices: -ERANGE), so that a bad request fails alone.
  * Scratch memory an op needs is declared by scratch() and handed to run().
  */
 #ifndef COPRO_ONNX_OPS_H
@@ -48,7 +50,8 @@ struct copro_op {
 	/*
 	 * Computes the outputs. Shapes are exactly those infer() produced;
 	 * every data pointer is valid and suitably aligned (64 bytes); inputs
-	 * and outputs do not overlap unless COPRO_OP_F_INPLACE_OK. Returns 0.
+	 * and outputs do not overlap unless COPRO_OP_F_INPLACE_OK. Returns 0,
+	 * or -ERANGE for an index input out of range (outputs then undefined).
 	 */
 	int (*run)(const struct copro_node *n, const struct copro_kt *in, struct copro_kt *out,
 		   void *scratch);

@@ -690,6 +690,27 @@ static int sole_reader(struct builder *b, const int *nread, int id, int i)
 }
 
 /*
+ * Whether the own f32 kernel (gemm_f32.c) takes product sp: the CPU has
+ * it, the options allow it, it is faster at this shape, and the product
+ * is one it does (A not transposed, alpha 1, C absent, ignored or a
+ * constant row: one that varies by row or is computed stays on BLAS).
+ */
+static int f32_own_ok(const struct builder *b, const struct copro_linear_spec *sp)
+{
+	const struct copro_kt *c = sp->c;
+
+	if ((b->opts.flags & COPRO_PLAN_F_BLAS) || !copro_f32_avx512_ok() ||
+	    !copro_f32_wanted(sp->M, sp->N, sp->K))
+		return 0;
+	if (sp->ta || sp->alpha != 1.0f)
+		return 0;
+	if (c && sp->beta != 0.0f &&
+	    (!c->data || c->rank > 2 || (c->rank == 2 && c->dims[0] != 1)))
+		return 0;
+	return 1;
+}
+
+/*
  * Whether step s is a Gemm or MatMul the linear step can take: f32, B a
  * constant 2-D matrix, A 2-D (Gemm) or at least 2-D (MatMul, whose
  * batch dims become rows). Fills sp's product fields if so.
@@ -721,16 +742,19 @@ static int linear_spec(struct builder *b, struct plan_step *s, struct copro_line
 		sp->N = w->dims[sp->tb ? 0 : 1];
 		if (s->node.n_in > 2 && s->node.in[2] >= 0 && s->in[2].dtype)
 			sp->c = &s->in[2];
-		return 1;
+	} else {
+		if (a->rank < 2)
+			return 0;
+		sp->alpha = 1.0f;
+		sp->M = 1;
+		for (i = 0; i + 1 < a->rank; i++)
+			sp->M *= a->dims[i];
+		sp->K = a->dims[a->rank - 1];
+		sp->N = w->dims[1];
 	}
-	if (a->rank < 2)
-		return 0;
-	sp->alpha = 1.0f;
-	sp->M = 1;
-	for (i = 0; i + 1 < a->rank; i++)
-		sp->M *= a->dims[i];
-	sp->K = a->dims[a->rank - 1];
-	sp->N = w->dims[1];
+	sp->f32_own = b->opts.precision == COPRO_PREC_F32 && f32_own_ok(b, sp);
+	if (b->g->values[s->node.in[1]].is_const && b->g->values[s->node.in[1]].t.data == w->data)
+		sp->g = (struct copro_graph *)b->g;	/* its packs: the graph's one mutable part */
 	return 1;
 }
 
@@ -800,8 +824,10 @@ static int act_of(const struct plan_step *s, int id, const struct copro_kt *shap
  * Turns Gemm/MatMul steps into linear steps: with opts.fuse, each takes
  * the bias Add and the activation that follow it (when it is their
  * intermediate's one reader), and with a lower precision each converts
- * its weights. The absorbed steps are dropped. A Gemm/MatMul with
- * nothing to absorb in f32 stays as it is.
+ * its weights. The absorbed steps are dropped. In f32 a product the own
+ * kernel takes becomes a linear step fused or not (so that both compute
+ * the same bits); one it does not take, with nothing to absorb, stays as
+ * it is.
  */
 static int plan_linear(struct builder *b)
 {
@@ -810,8 +836,6 @@ static int plan_linear(struct builder *b)
 	float *bias = NULL;
 	int *nread, i, j, rc = 0;
 
-	if (!o->fuse && o->precision == COPRO_PREC_F32)
-		return 0;
 	nread = calloc(b->g->n_values ? (size_t)b->g->n_values : 1, sizeof(*nread));
 	if (!nread)
 		return fail(b->err, b->errlen, -ENOMEM, "out of memory");
@@ -857,7 +881,7 @@ static int plan_linear(struct builder *b)
 				sp.act = COPRO_ACT_NONE;
 			}
 		}
-		if (add < 0 && act < 0 && o->precision == COPRO_PREC_F32)
+		if (add < 0 && act < 0 && o->precision == COPRO_PREC_F32 && !sp.f32_own)
 			continue;
 		sp.bias = bias;
 		sp.precision = o->precision;
@@ -1150,7 +1174,7 @@ static int check_opts(const struct copro_plan_opts *o, char *err, size_t errlen)
 		return fail(err, errlen, -EINVAL, "unknown precision %u", o->precision);
 	if (o->fuse > 1)
 		return fail(err, errlen, -EINVAL, "fuse must be 0 or 1, not %u", o->fuse);
-	if (o->flags & ~COPRO_PLAN_F_PORTABLE)
+	if (o->flags & ~(COPRO_PLAN_F_PORTABLE | COPRO_PLAN_F_BLAS))
 		return fail(err, errlen, -EINVAL, "unknown plan flags 0x%x", o->flags);
 	for (i = 0; i < sizeof(o->reserved) / sizeof(o->reserved[0]); i++) {
 		if (o->reserved[i])

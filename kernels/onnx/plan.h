@@ -34,6 +34,12 @@ struct copro_plan;
  * (for tests and comparisons: 7-20x slower than f32 on OpenBLAS here).
  */
 #define COPRO_PLAN_F_PORTABLE	(1U << 0)
+/*
+ * BLAS: f32 products on OpenBLAS only, never the own AVX-512 f32 kernel
+ * (for comparisons; the results differ from the default's in the last
+ * bits, the sums being ordered otherwise).
+ */
+#define COPRO_PLAN_F_BLAS	(1U << 1)
 
 struct copro_plan_opts {
 	/*
@@ -54,7 +60,10 @@ struct copro_plan_opts {
 	 * Relu, LeakyRelu, Sigmoid or Tanh after that run as one step, when
 	 * each intermediate has one reader and is not a graph output.
 	 * In f32 the fused step computes bit for bit what the separate
-	 * steps compute.
+	 * steps compute. Fused or not, an f32 Gemm/MatMul with constant
+	 * weights (Gemm: alpha 1, A not transposed, C absent or one row)
+	 * runs on the own AVX-512 kernel where the CPU has AVX-512F, with
+	 * its weights packed once per graph, unless COPRO_PLAN_F_BLAS.
 	 */
 	uint32_t fuse;
 	uint32_t flags;			/* COPRO_PLAN_F_* */
@@ -107,7 +116,8 @@ const char *copro_prec_name(uint32_t prec);
  * own memory, which costs one copy). Outputs must not overlap inputs. One
  * thread at a time per plan: the plan's arena is its working memory.
  * Returns 0 or -EINVAL if an input's shape differs from the plan's, a
- * frozen input's values differ, or a buffer is NULL.
+ * frozen input's values differ, or a buffer is NULL; -ERANGE if an index
+ * input (Gather's) holds a value out of range, when outputs are undefined.
  */
 int copro_plan_run(struct copro_plan *p, const struct copro_kt *in, struct copro_kt *out);
 
