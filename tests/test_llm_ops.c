@@ -1,0 +1,522 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_llm_ops - the Llama CPU math (kernels/llm/matmul.c, kernels/llm/ops.c)
+ * against straightforward double-precision references.
+ *
+ * The matmul runs for every type on every ISA path (paths this CPU lacks are
+ * skipped, counted as skipped), over m = 1, 3, 17, 64 tokens, k = 32, 64,
+ * 768 and n = 1, 5, 33, 256 rows, plus k = 37 and 100 for F32/F16 (vector
+ * tails) and a sub-range [n0, n1). The reference is computed in double from
+ * copro_dequantize_row of W and, for Q8_0/Q4_0, from x quantized by
+ * copro_quantize_row_q8_0 then dequantized.
+ *
+ * Error budgets, each a multiple of FLT_EPSILON times l1 = sum |w_i x_i|
+ * (the size of the terms, so the bound holds whatever the cancellation):
+ *
+ *   F32, F16   (k / 4 + 16) eps l1: every path sums k float products in at
+ *              least four interleaved partial sums (SIMD lanes, eight
+ *              partials in the scalar path, OpenBLAS's own blocking), each
+ *              partial at most k / 4 roundings deep, plus the final adds.
+ *   Q8_0, Q4_0 on the quantized x: (k / 32 + 16) eps l1: the block dot
+ *              products are exact integers; what rounds is the product of
+ *              the two scales, the dequantized reference (d * q in float)
+ *              and k / 32 float block sums.
+ *   Q8_0, Q4_0 against the f32 x: the above plus the quantization error of
+ *              x: each element is off by at most 0.6 d_x (d / 2 from
+ *              rounding q, plus the f16 rounding of the scale times |q| <=
+ *              127: 127 * 2^-11 d < 0.07 d), so sum over blocks of
+ *              0.6 d_x * sum |w|.
+ */
+#include <errno.h>
+#include <float.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "llm/ops.h"
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+/* Uniform in [-1, 1): xorshift64*, deterministic across runs. */
+static float frand(void)
+{
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return (float)((rng_state * 0x2545f4914f6cdd1dull) >> 40) / (float)(1 << 23) - 1.0f;
+}
+
+static const uint32_t types[] = { COPRO_GGML_F32, COPRO_GGML_F16, COPRO_GGML_Q8_0,
+				  COPRO_GGML_Q4_0 };
+
+static int is_block(uint32_t type)
+{
+	return type == COPRO_GGML_Q8_0 || type == COPRO_GGML_Q4_0;
+}
+
+/* A random (n, k) matrix of type in w (returned, malloc'd) and its
+ * dequantized f32 form in wd (n, k). Rows get different magnitudes so the
+ * per-block scales differ. */
+static void *make_w(uint32_t type, size_t n, size_t k, float *wd)
+{
+	size_t rb = copro_ggml_row_bytes(type, k);
+	uint8_t *w = malloc(n * rb);
+	float *row = malloc(k * sizeof(float));
+
+	assert_non_null(w);
+	assert_non_null(row);
+	for (size_t j = 0; j < n; j++) {
+		float mag = 0.1f + (float)(j % 7);
+
+		for (size_t i = 0; i < k; i++)
+			row[i] = frand() * mag;
+		switch (type) {
+		case COPRO_GGML_F32:
+			memcpy(w + j * rb, row, rb);
+			break;
+		case COPRO_GGML_F16:
+			for (size_t i = 0; i < k; i++)
+				((uint16_t *)(w + j * rb))[i] = copro_f32_to_f16(row[i]);
+			break;
+		case COPRO_GGML_Q8_0:
+			copro_quantize_row_q8_0(row, (void *)(w + j * rb), k);
+			break;
+		case COPRO_GGML_Q4_0:
+			copro_quantize_row_q4_0(row, (void *)(w + j * rb), k);
+			break;
+		}
+		copro_dequantize_row(type, w + j * rb, wd + j * k, k);
+	}
+	free(row);
+	return w;
+}
+
+struct mm_case {
+	uint32_t type;
+	int isa;
+};
+
+/* Check one shape on the current path: y from copro_llm_matmul over
+ * [n0, n1) against the double reference, columns outside left alone. */
+static void check_shape(uint32_t type, size_t m, size_t n, size_t k, size_t n0, size_t n1)
+{
+	float *wd = malloc(n * k * sizeof(float));
+	float *x = malloc(m * k * sizeof(float));
+	float *xd = malloc(m * k * sizeof(float)); /* x as the kernel sees it */
+	float *y = malloc(m * n * sizeof(float));
+	struct copro_block_q8_0 *xq = malloc((m * k / 32 + 1) * sizeof(*xq));
+	size_t ss = copro_llm_matmul_scratch(type, m, k);
+	void *scratch = malloc(ss + 1);
+	void *w;
+
+	assert_non_null(wd);
+	assert_non_null(x);
+	assert_non_null(xd);
+	assert_non_null(y);
+	assert_non_null(xq);
+	assert_non_null(scratch);
+	w = make_w(type, n, k, wd);
+	for (size_t i = 0; i < m * k; i++)
+		x[i] = frand() * (1.0f + (float)(i % 5));
+	if (is_block(type)) {
+		assert_int_equal(ss, m * k / 32 * sizeof(*xq));
+		for (size_t t = 0; t < m; t++)
+			copro_quantize_row_q8_0(x + t * k, xq + t * k / 32, k);
+		copro_dequantize_row(COPRO_GGML_Q8_0, xq, xd, m * k);
+	} else {
+		assert_int_equal(ss, 0);
+		memcpy(xd, x, m * k * sizeof(float));
+	}
+	for (size_t i = 0; i < m * n; i++)
+		y[i] = 12345.0f;
+	assert_int_equal(copro_llm_matmul(type, w, n, k, x, m, y, n0, n1, scratch), 0);
+
+	for (size_t t = 0; t < m; t++) {
+		for (size_t j = 0; j < n; j++) {
+			float got = y[t * n + j];
+			double ref = 0, ref_f = 0, l1 = 0, qerr = 0;
+
+			if (j < n0 || j >= n1) {
+				assert_true(got == 12345.0f);
+				continue;
+			}
+			for (size_t i = 0; i < k; i++) {
+				double wi = wd[j * k + i];
+
+				ref += wi * xd[t * k + i];
+				ref_f += wi * x[t * k + i];
+				l1 += fabs(wi * xd[t * k + i]);
+			}
+			double tight = is_block(type) ? (double)(k / 32 + 16) * FLT_EPSILON * l1
+						      : (double)(k / 4 + 16) * FLT_EPSILON * l1;
+
+			if (fabs(got - ref) > tight + 1e-30) {
+				fail_msg("%s %s m=%zu n=%zu k=%zu: y[%zu][%zu] = %.9g, ref %.9g "
+					 "(budget %.3g)",
+					 copro_ggml_type_name(type), copro_llm_isa_name(copro_llm_isa()),
+					 m, n, k, t, j, got, ref, tight);
+			}
+			if (!is_block(type))
+				continue;
+			for (size_t b = 0; b < k / 32; b++) {
+				double sw = 0;
+
+				for (size_t i = b * 32; i < b * 32 + 32; i++)
+					sw += fabs(wd[j * k + i]);
+				qerr += 0.6 * copro_f16_to_f32(xq[t * k / 32 + b].d) * sw;
+			}
+			if (fabs(got - ref_f) > tight + qerr)
+				fail_msg("%s vs f32 x: y[%zu][%zu] = %.9g, ref %.9g (budget %.3g)",
+					 copro_ggml_type_name(type), t, j, got, ref_f, tight + qerr);
+		}
+	}
+	free(w);
+	free(scratch);
+	free(xq);
+	free(y);
+	free(xd);
+	free(x);
+	free(wd);
+}
+
+static int set_path(const struct mm_case *c)
+{
+	if (!copro_llm_isa_supported(c->isa)) {
+		print_message("skipping %s: this CPU lacks it\n", copro_llm_isa_name(c->isa));
+		return -1;
+	}
+	assert_int_equal(copro_llm_set_isa(c->isa), 0);
+	assert_int_equal(copro_llm_isa(), c->isa);
+	return 0;
+}
+
+static void matmul_should_match_reference_on_every_shape(void **state)
+{
+	const struct mm_case *c = *state;
+	static const size_t ms[] = { 1, 3, 17, 64 };
+	static const size_t ks[] = { 32, 64, 768, 37, 100 };
+	static const size_t ns[] = { 1, 5, 33, 256 };
+
+	if (set_path(c))
+		skip();
+	for (size_t a = 0; a < 4; a++)
+		for (size_t b = 0; b < 5; b++)
+			for (size_t d = 0; d < 4; d++) {
+				if (ks[b] % 32 && is_block(c->type))
+					continue;
+				check_shape(c->type, ms[a], ns[d], ks[b], 0, ns[d]);
+			}
+	/* Sub-ranges: a thread's share of the rows, odd edges. */
+	check_shape(c->type, 17, 33, 64, 5, 17);
+	check_shape(c->type, 3, 256, 768, 100, 256);
+	check_shape(c->type, 64, 33, 32, 32, 33);
+	copro_llm_set_isa(COPRO_LLM_ISA_SCALAR);
+}
+
+/* NaN (and Inf) in one token's x makes that token's outputs NaN and leaves
+ * the other tokens finite. */
+static void matmul_should_propagate_nan_in_x(void **state)
+{
+	const struct mm_case *c = *state;
+	const size_t m = 5, n = 9, k = 64;
+	float *wd = malloc(n * k * sizeof(float));
+	float x[5 * 64], y[5 * 9];
+	struct copro_block_q8_0 scratch[5 * 2];
+	void *w;
+
+	if (set_path(c))
+		skip();
+	assert_non_null(wd);
+	w = make_w(c->type, n, k, wd);
+	for (size_t i = 0; i < m * k; i++)
+		x[i] = frand();
+	x[1 * k + 40] = NAN;
+	x[3 * k + 3] = INFINITY;
+	assert_int_equal(copro_llm_matmul(c->type, w, n, k, x, m, y, 0, n, scratch), 0);
+	for (size_t t = 0; t < m; t++)
+		for (size_t j = 0; j < n; j++) {
+			if (t == 1)
+				assert_true(isnan(y[t * n + j]));
+			else if (t == 3)
+				assert_false(isfinite(y[t * n + j]));
+			else
+				assert_true(isfinite(y[t * n + j]));
+		}
+	free(w);
+	free(wd);
+	copro_llm_set_isa(COPRO_LLM_ISA_SCALAR);
+}
+
+#define MM_CASES(type)                                                                     \
+	{ type, COPRO_LLM_ISA_SCALAR }, { type, COPRO_LLM_ISA_AVX2 },                      \
+	{                                                                                  \
+		type, COPRO_LLM_ISA_AVX512                                                 \
+	}
+
+static struct mm_case cases[] = { MM_CASES(COPRO_GGML_F32), MM_CASES(COPRO_GGML_F16),
+				   MM_CASES(COPRO_GGML_Q8_0), MM_CASES(COPRO_GGML_Q4_0) };
+
+static void matmul_should_refuse_bad_shapes(void **state)
+{
+	float x[64] = { 0 }, y[8];
+	uint8_t w[8 * 34 * 2] = { 0 };
+	struct copro_block_q8_0 s[4];
+
+	(void)state;
+	/* k not a multiple of 32 for the block types. */
+	assert_int_equal(copro_llm_matmul(COPRO_GGML_Q8_0, w, 2, 48, x, 1, y, 0, 2, s), -EINVAL);
+	assert_int_equal(copro_llm_matmul(COPRO_GGML_Q4_0, w, 2, 33, x, 1, y, 0, 2, s), -EINVAL);
+	assert_int_equal(copro_llm_matmul_scratch(COPRO_GGML_Q4_0, 1, 33), 0);
+	assert_int_equal(copro_llm_quantize_x(x, 1, 48, s), -EINVAL);
+	assert_int_equal(copro_llm_matmul(COPRO_GGML_F32, w, 2, 0, x, 1, y, 0, 2, s), -EINVAL);
+	assert_int_equal(copro_llm_matmul(7, w, 2, 32, x, 1, y, 0, 2, s), -EINVAL);
+	/* Column range outside [0, n] or reversed. */
+	assert_int_equal(copro_llm_matmul(COPRO_GGML_F32, w, 2, 32, x, 1, y, 0, 3, s), -EINVAL);
+	assert_int_equal(copro_llm_matmul(COPRO_GGML_F32, w, 2, 32, x, 1, y, 2, 1, s), -EINVAL);
+	/* Missing scratch for the block types, missing xq or x. */
+	assert_int_equal(copro_llm_matmul(COPRO_GGML_Q8_0, w, 2, 32, x, 1, y, 0, 2, NULL),
+			 -EINVAL);
+	assert_int_equal(copro_llm_matmul_xq(COPRO_GGML_Q8_0, w, 2, 32, x, NULL, 1, y, 0, 2),
+			 -EINVAL);
+	assert_int_equal(copro_llm_matmul_xq(COPRO_GGML_F16, w, 2, 32, NULL, s, 1, y, 0, 2),
+			 -EINVAL);
+	assert_int_equal(copro_llm_set_isa(9), -EINVAL);
+	assert_null(copro_llm_isa_name(9));
+}
+
+static void matmul_should_do_nothing_for_an_empty_range(void **state)
+{
+	float x[64] = { 1 }, y[2] = { 7.0f, 7.0f };
+	uint8_t w[2 * 34] = { 0 };
+	struct copro_block_q8_0 s[1];
+
+	(void)state;
+	for (size_t i = 0; i < 4; i++) {
+		assert_int_equal(copro_llm_matmul(types[i], w, 2, 32, x, 1, y, 1, 1, s), 0);
+		assert_int_equal(copro_llm_matmul(types[i], w, 2, 32, x, 0, y, 0, 2, s), 0);
+	}
+	assert_true(y[0] == 7.0f && y[1] == 7.0f);
+}
+
+/* Pre-quantized x is the reference quantizer's, and one xq feeds several
+ * matrices with the same result as quantizing inside each call. */
+static void quantize_x_should_match_reference_and_be_shareable(void **state)
+{
+	const size_t m = 3, n = 7, k = 96;
+	float x[3 * 96], wd[7 * 96], y1[3 * 7], y2[3 * 7];
+	struct copro_block_q8_0 xq[9], ref[9], s[9];
+	void *w;
+
+	(void)state;
+	for (size_t i = 0; i < m * k; i++)
+		x[i] = frand() * 3.0f;
+	assert_int_equal(copro_llm_quantize_x(x, m, k, xq), 0);
+	copro_quantize_row_q8_0(x, ref, m * k);
+	assert_memory_equal(xq, ref, sizeof(ref));
+	for (int i = 0; i < 2; i++) {
+		uint32_t type = i ? COPRO_GGML_Q4_0 : COPRO_GGML_Q8_0;
+
+		w = make_w(type, n, k, wd);
+		assert_int_equal(copro_llm_matmul_xq(type, w, n, k, NULL, xq, m, y1, 0, n), 0);
+		assert_int_equal(copro_llm_matmul(type, w, n, k, x, m, y2, 0, n, s), 0);
+		assert_memory_equal(y1, y2, sizeof(y1));
+		free(w);
+	}
+}
+
+/* ---- element-wise ops ---------------------------------------------------- */
+
+static void rmsnorm_should_match_reference(void **state)
+{
+	enum { N = 77, ROWS = 3 };
+	float x[ROWS * N], w[N], out[ROWS * N];
+	const float eps = 1e-5f;
+
+	(void)state;
+	for (int i = 0; i < ROWS * N; i++)
+		x[i] = frand() * (float)(1 + i % 4);
+	for (int i = 0; i < N; i++)
+		w[i] = 1.0f + frand() * 0.5f;
+	copro_llm_rmsnorm_rows(out, x, w, ROWS, N, eps);
+	for (int r = 0; r < ROWS; r++) {
+		double ss = 0;
+
+		for (int i = 0; i < N; i++)
+			ss += (double)x[r * N + i] * x[r * N + i];
+		double sc = 1.0 / sqrt(ss / N + eps);
+
+		for (int i = 0; i < N; i++) {
+			double ref = x[r * N + i] * sc * w[i];
+
+			assert_true(fabs(out[r * N + i] - ref) <= 1e-5 * (fabs(ref) + 1e-3));
+		}
+	}
+	/* In place gives the same. */
+	copro_llm_rmsnorm(x, x, w, N, eps);
+	assert_memory_equal(x, out, N * sizeof(float));
+}
+
+static void rope_check(bool neox, int32_t pos)
+{
+	enum { H = 3, D = 64, R = 48 };
+	float x[H * D], orig[H * D];
+	const double base = 10000.0;
+
+	for (int i = 0; i < H * D; i++)
+		orig[i] = x[i] = frand();
+	assert_int_equal(copro_llm_rope(x, H, D, R, pos, (float)base, neox), 0);
+	for (int h = 0; h < H; h++) {
+		const float *o = orig + h * D;
+		const float *v = x + h * D;
+
+		for (int i = 0; i < R / 2; i++) {
+			double th = pos * pow(base, -2.0 * i / R);
+			int i0 = neox ? i : 2 * i, i1 = neox ? i + R / 2 : 2 * i + 1;
+			double r0 = o[i0] * cos(th) - o[i1] * sin(th);
+			double r1 = o[i0] * sin(th) + o[i1] * cos(th);
+			/* The angle is computed in float: ~1e-6 relative, times pos. */
+			double tol = 4e-6 + 2e-6 * pos;
+
+			if (fabs(v[i0] - r0) > tol || fabs(v[i1] - r1) > tol)
+				fail_msg("rope neox=%d pos=%d head %d pair %d: (%g, %g) vs (%g, %g)",
+					 neox, pos, h, i, v[i0], v[i1], r0, r1);
+		}
+		/* Past rot_dim: untouched. */
+		assert_memory_equal(v + R, o + R, (D - R) * sizeof(float));
+	}
+}
+
+static void rope_should_match_direct_formula_in_both_layouts(void **state)
+{
+	static const int32_t pos[] = { 0, 1, 7, 100, 4095 };
+
+	(void)state;
+	for (int i = 0; i < 5; i++) {
+		rope_check(false, pos[i]);
+		rope_check(true, pos[i]);
+	}
+}
+
+static void rope_should_refuse_bad_rot_dim(void **state)
+{
+	float x[16] = { 0 };
+
+	(void)state;
+	assert_int_equal(copro_llm_rope(x, 1, 16, 15, 1, 10000.0f, false), -EINVAL);
+	assert_int_equal(copro_llm_rope(x, 1, 16, 18, 1, 10000.0f, false), -EINVAL);
+	assert_int_equal(copro_llm_rope(x, 1, 16, 0, 1, 10000.0f, true), -EINVAL);
+}
+
+static void softmax_should_not_overflow_on_large_values(void **state)
+{
+	float x[] = { 1000.0f, 999.0f, -1000.0f, 88.8f, 1000.0f };
+	double e[5], sum = 0, max = 1000.0;
+
+	(void)state;
+	for (int i = 0; i < 5; i++)
+		sum += e[i] = exp(x[i] - max);
+	copro_llm_softmax(x, 5);
+	for (int i = 0; i < 5; i++) {
+		assert_true(isfinite(x[i]));
+		assert_true(fabs(x[i] - e[i] / sum) <= 1e-6);
+	}
+	copro_llm_softmax(x, 0);
+}
+
+static void swiglu_and_add_should_match_reference(void **state)
+{
+	enum { N = 53 };
+	float g[N], u[N], out[N], y[N];
+
+	(void)state;
+	for (int i = 0; i < N; i++) {
+		g[i] = frand() * 10.0f;
+		u[i] = frand() * 2.0f;
+		y[i] = frand();
+	}
+	g[0] = -100.0f; /* exp(100) overflows to Inf: silu is -0, not NaN */
+	copro_llm_swiglu(out, g, u, N);
+	for (int i = 0; i < N; i++) {
+		double ref = g[i] / (1.0 + exp(-(double)g[i])) * u[i];
+
+		assert_true(fabs(out[i] - ref) <= 1e-6 * (fabs(ref) + 1));
+	}
+	memcpy(out, y, sizeof(y));
+	copro_llm_add(out, u, N);
+	for (int i = 0; i < N; i++)
+		assert_true(out[i] == y[i] + u[i]);
+}
+
+static void embed_should_dequantize_one_row_and_refuse_bad_ids(void **state)
+{
+	enum { V = 5, D = 64 };
+	float wd[V * D], out[D];
+
+	(void)state;
+	for (int i = 0; i < 4; i++) {
+		void *t = make_w(types[i], V, D, wd);
+
+		assert_int_equal(copro_llm_embed(types[i], t, V, D, 3, out), 0);
+		assert_memory_equal(out, wd + 3 * D, sizeof(out));
+		assert_int_equal(copro_llm_embed(types[i], t, V, D, V, out), -EINVAL);
+		assert_int_equal(copro_llm_embed(types[i], t, V, D, -1, out), -EINVAL);
+		free(t);
+	}
+	assert_int_equal(copro_llm_embed(COPRO_GGML_Q8_0, wd, V, 40, 0, out), -EINVAL);
+}
+
+static void argmax_should_take_lowest_index_on_ties_and_skip_nan(void **state)
+{
+	float a[] = { 1.0f, 3.0f, -2.0f, 3.0f };
+	float b[] = { NAN, -5.0f, NAN, -1.0f, -1.0f };
+	float c[] = { NAN, NAN };
+
+	(void)state;
+	assert_int_equal(copro_llm_argmax(a, 4), 1);
+	assert_int_equal(copro_llm_argmax(b, 5), 3);
+	assert_int_equal(copro_llm_argmax(c, 2), 0);
+	assert_int_equal(copro_llm_argmax(a, 0), 0);
+}
+
+/* Named by type and path so a failure says which one: "... (F16 avx2)". */
+#define MM_TEST(i, what, fn) { #fn " (" what ")", fn, NULL, NULL, &cases[i] }
+#define MM_TESTS(i, what)                                                                  \
+	MM_TEST(i, what, matmul_should_match_reference_on_every_shape),                    \
+		MM_TEST(i, what, matmul_should_propagate_nan_in_x)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		MM_TESTS(0, "F32 scalar"),
+		MM_TESTS(1, "F32 avx2"),
+		MM_TESTS(2, "F32 avx512"),
+		MM_TESTS(3, "F16 scalar"),
+		MM_TESTS(4, "F16 avx2"),
+		MM_TESTS(5, "F16 avx512"),
+		MM_TESTS(6, "Q8_0 scalar"),
+		MM_TESTS(7, "Q8_0 avx2"),
+		MM_TESTS(8, "Q8_0 avx512"),
+		MM_TESTS(9, "Q4_0 scalar"),
+		MM_TESTS(10, "Q4_0 avx2"),
+		MM_TESTS(11, "Q4_0 avx512"),
+		cmocka_unit_test(matmul_should_refuse_bad_shapes),
+		cmocka_unit_test(matmul_should_do_nothing_for_an_empty_range),
+		cmocka_unit_test(quantize_x_should_match_reference_and_be_shareable),
+		cmocka_unit_test(rmsnorm_should_match_reference),
+		cmocka_unit_test(rope_should_match_direct_formula_in_both_layouts),
+		cmocka_unit_test(rope_should_refuse_bad_rot_dim),
+		cmocka_unit_test(softmax_should_not_overflow_on_large_values),
+		cmocka_unit_test(swiglu_and_add_should_match_reference),
+		cmocka_unit_test(embed_should_dequantize_one_row_and_refuse_bad_ids),
+		cmocka_unit_test(argmax_should_take_lowest_index_on_ties_and_skip_nan),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
