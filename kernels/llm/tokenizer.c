@@ -228,14 +228,6 @@ static int utf8_scan(const struct bytes2 *v, size_t i, size_t n, uint32_t *cp)
 	return need + 1;
 }
 
-/* llama.cpp's unicode_len_utf8: a sequence length from the lead byte alone. */
-static size_t spm_char_len(uint8_t c)
-{
-	static const uint8_t len[16] = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4 };
-
-	return len[c >> 4];
-}
-
 /* ---- GPT-2 byte-level map ------------------------------------------------- */
 
 /*
@@ -788,14 +780,21 @@ static int emit_byte(struct enc *e, uint8_t b)
 
 /*
  * llm_tokenizer_spm: spaces become U+2581 (and one leads the text when
- * add_space_prefix), the text splits into characters by lead byte alone
- * (so invalid UTF-8 still splits, as llama.cpp does), pairs merge by piece
- * score, and a symbol that is no piece falls back to byte tokens.
+ * add_space_prefix), the text splits into characters, pairs merge by piece
+ * score (leftmost on ties), and a symbol that is no piece falls back to
+ * byte tokens, else unk.
+ *
+ * One deliberate difference: llama.cpp sizes a character by its lead byte
+ * alone, so an invalid byte such as 0xff swallows the next three bytes
+ * into one symbol (turning a following space into byte tokens of U+2581,
+ * which then decode as "\u2581", not " "). Here each byte that is not part
+ * of a valid sequence is a symbol of its own; on valid UTF-8 the two agree.
  */
 static int encode_llama(struct enc *e, const char *text, size_t len)
 {
 	const struct copro_tok *t = e->t;
 	size_t i, n = 0, cap = 3 * len + 3;
+	struct bytes2 v;
 	char *buf;
 	int32_t s;
 	int res = 0;
@@ -821,12 +820,13 @@ static int encode_llama(struct enc *e, const char *text, size_t len)
 	}
 	e->buf = buf;
 
+	v = (struct bytes2){ (const uint8_t *)buf, NULL, n, 0 };
 	s = 0;
 	for (i = 0; i < n; s++) {
-		size_t cl = spm_char_len((uint8_t)buf[i]);
+		uint32_t cp;
+		int r = utf8_scan(&v, i, n, &cp);
+		size_t cl = r > 0 ? (size_t)r : 1;
 
-		if (cl > n - i)
-			cl = n - i;
 		e->sym[s] = (struct sym){ (uint32_t)i, (uint32_t)cl, 0, 0, s - 1, -1 };
 		if (s > 0)
 			e->sym[s - 1].next = s;
