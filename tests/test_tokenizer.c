@@ -80,14 +80,18 @@ static void vocab_free(struct vocab *v)
 
 static void vocab_add(struct vocab *v, const char *s, size_t n, float score, int32_t type)
 {
-	v->text = realloc(v->text, (v->n + 1) * sizeof(*v->text));
-	v->len = realloc(v->len, (v->n + 1) * sizeof(*v->len));
-	v->score = realloc(v->score, (v->n + 1) * sizeof(*v->score));
-	v->type = realloc(v->type, (v->n + 1) * sizeof(*v->type));
-	assert_non_null(v->text);
-	assert_non_null(v->len);
-	assert_non_null(v->score);
-	assert_non_null(v->type);
+	if ((v->n & (v->n - 1)) == 0) { /* grow at 0, 1, 2, 4, ...: doubling */
+		size_t c = v->n ? 2 * (size_t)v->n : 1;
+
+		v->text = realloc(v->text, c * sizeof(*v->text));
+		v->len = realloc(v->len, c * sizeof(*v->len));
+		v->score = realloc(v->score, c * sizeof(*v->score));
+		v->type = realloc(v->type, c * sizeof(*v->type));
+		assert_non_null(v->text);
+		assert_non_null(v->len);
+		assert_non_null(v->score);
+		assert_non_null(v->type);
+	}
 	v->text[v->n] = malloc(n + 1);
 	assert_non_null(v->text[v->n]);
 	memcpy(v->text[v->n], s, n);
@@ -750,6 +754,32 @@ static void llama_should_merge_highest_score_first_and_leftmost_on_ties(void **s
 	vocab_free(&v);
 }
 
+static void llama_should_map_a_duplicate_piece_to_its_last_id(void **state)
+{
+	struct vocab v;
+	struct copro_tok_desc d;
+	struct copro_tok *t;
+	int32_t ids[4];
+	const char *p;
+	size_t n;
+	char err[128];
+
+	(void)state;
+	make_tiny_llama(&v);
+	vocab_add(&v, "a", 1, -9, COPRO_TOKT_NORMAL); /* 9: "a" again, as llama.cpp allows */
+	d = llama_desc(&v);
+	d.types = v.type;
+	d.add_space_prefix = false;
+	assert_int_equal(copro_tok_create(&d, &t, err, sizeof(err)), 0);
+	assert_int_equal(copro_tok_encode(t, "a", 1, false, ids, 4), 1);
+	assert_int_equal(ids[0], 9);
+	assert_int_equal(copro_tok_piece(t, 4, &p, &n), 0); /* the first still decodes */
+	assert_int_equal(n, 1);
+	assert_int_equal(p[0], 'a');
+	copro_tok_destroy(t);
+	vocab_free(&v);
+}
+
 /* ---- descriptors ---------------------------------------------------------- */
 
 static void create_should_reject_an_empty_vocabulary(void **state)
@@ -1111,6 +1141,7 @@ int main(void)
 		cmocka_unit_test(detok_should_refuse_small_cap_and_keep_its_state),
 		cmocka_unit_test(llama_should_use_unk_for_characters_without_piece_or_byte),
 		cmocka_unit_test(llama_should_merge_highest_score_first_and_leftmost_on_ties),
+		cmocka_unit_test(llama_should_map_a_duplicate_piece_to_its_last_id),
 		cmocka_unit_test(create_should_reject_an_empty_vocabulary),
 		cmocka_unit_test(create_should_reject_bos_out_of_range),
 		cmocka_unit_test(create_should_reject_a_gpt2_merge_without_a_space),

@@ -801,8 +801,7 @@ static int encode_llama(struct enc *e, const char *text, size_t len)
 
 	buf = malloc(cap);
 	e->sym = malloc(cap * sizeof(*e->sym));
-	e->heap = malloc(3 * cap * sizeof(*e->heap));
-	if (!buf || !e->sym || !e->heap) {
+	if (!buf || !e->sym) {
 		res = -ENOMEM;
 		goto out;
 	}
@@ -831,6 +830,11 @@ static int encode_llama(struct enc *e, const char *text, size_t len)
 		if (s > 0)
 			e->sym[s - 1].next = s;
 		i += cl;
+	}
+	e->heap = malloc((3 * (size_t)s + 1) * sizeof(*e->heap)); /* every push merge_all makes */
+	if (!e->heap) {
+		res = -ENOMEM;
+		goto out;
 	}
 	merge_all(e, (uint32_t)s);
 
