@@ -70,7 +70,8 @@ int copro_tok_model_parse(const char *name, size_t len);
 
 /*
  * Build a tokenizer from d into *out. Returns 0, -ENOMEM, or -EINVAL with
- * a one-line reason in err (when err is not NULL): unknown model, n_vocab 0,
+ * a one-line reason in err (when err is not NULL): unknown model, n_vocab 0
+ * (or n_vocab / n_merges over 2^30),
  * a missing array, an out-of-range bos/eos/unk or token type, add_bos
  * without a bos id, llama without scores, a byte-typed token not spelled
  * "<0xXX>", a gpt2 merge without a separating space.
