@@ -1,0 +1,444 @@
+// SPDX-License-Identifier: MIT
+/*
+ * llama.c - the Llama-family forward pass over GGUF weights and a paged
+ * KV cache. Reads top to bottom like llama2.c's: embed, then per layer
+ * RMSNorm -> q, k, v -> rope -> K/V into the cache -> attention through the
+ * block table -> output projection -> residual -> RMSNorm -> SwiGLU
+ * feed-forward -> residual; then the final norm and the logits.
+ *
+ * The weights stay in the file's mapping: nothing is copied or converted at
+ * load, so a model loads in the time it takes to check it.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llm/gguf.h"
+#include "llm/llama.h"
+#include "llm/ops.h"
+#include "llm/tok_gguf.h"
+#include "llm/tokenizer.h"
+
+/* ---- loading ------------------------------------------------------------------ */
+
+static int get_u32(const struct copro_gguf *g, const char *key, uint32_t def, uint32_t *out,
+		   char *err, size_t errlen)
+{
+	int ret = copro_gguf_get_u32(g, key, out);
+
+	if (ret == -ENOENT && def != UINT32_MAX) {
+		*out = def;
+		return 0;
+	}
+	if (ret)
+		snprintf(err, errlen, "%s: %s", key, ret == -ENOENT ? "missing" : "not a valid count");
+	return ret;
+}
+
+/*
+ * Finds tensor name and checks its type and shape (ne0 elements per row,
+ * ne1 rows; ne1 == 0 for a vector). Norm vectors must be F32.
+ */
+static int tensor(const struct copro_gguf *g, const char *name, uint32_t ne0, uint32_t ne1,
+		  struct copro_llama_w *w, char *err, size_t errlen)
+{
+	const struct copro_gguf_tensor *t = copro_gguf_tensor(g, name);
+
+	if (!t) {
+		snprintf(err, errlen, "tensor '%s' is missing", name);
+		return -EINVAL;
+	}
+	if (t->ne[0] != ne0 || (ne1 ? t->n_dims != 2 || t->ne[1] != ne1 : t->n_dims != 1)) {
+		snprintf(err, errlen,
+			 "tensor '%s' has shape [%llu, %llu] (%u dims); the model's sizes say "
+			 "[%u, %u]", name, (unsigned long long)t->ne[0],
+			 (unsigned long long)(t->n_dims > 1 ? t->ne[1] : 1), t->n_dims, ne0,
+			 ne1 ? ne1 : 1);
+		return -EINVAL;
+	}
+	if (!ne1 && t->type != COPRO_GGML_F32) {
+		snprintf(err, errlen, "tensor '%s' is %s; norm weights must be F32", name,
+			 copro_ggml_type_name(t->type) ? copro_ggml_type_name(t->type) : "?");
+		return -EINVAL;
+	}
+	if (!copro_ggml_type_name(t->type) || !copro_ggml_row_bytes(t->type, ne0)) {
+		snprintf(err, errlen, "tensor '%s': type %u is not supported here "
+			 "(F32, F16, Q8_0, Q4_0 with rows a multiple of 32)", name, t->type);
+		return -ENOTSUP;
+	}
+	w->data = t->data;
+	w->type = t->type;
+	w->k = ne0;
+	w->n = ne1 ? ne1 : 1;
+	return 0;
+}
+
+static int vec(const struct copro_gguf *g, const char *name, uint32_t n, const float **out,
+	       char *err, size_t errlen)
+{
+	struct copro_llama_w w;
+	int ret = tensor(g, name, n, 0, &w, err, errlen);
+
+	*out = w.data;
+	return ret;
+}
+
+static int hparams(const struct copro_gguf *g, struct copro_llama_hparams *hp, char *err,
+		   size_t errlen)
+{
+	const char *arch;
+	size_t len;
+	int ret;
+
+	ret = copro_gguf_get_str(g, "general.architecture", &arch, &len);
+	if (ret) {
+		snprintf(err, errlen, "general.architecture is missing");
+		return -EINVAL;
+	}
+	if (len != 5 || memcmp(arch, "llama", 5)) {
+		snprintf(err, errlen, "architecture '%.*s' is not supported (llama only)",
+			 (int)(len > 40 ? 40 : len), arch);
+		return -ENOTSUP;
+	}
+	if ((ret = get_u32(g, "llama.embedding_length", UINT32_MAX, &hp->dim, err, errlen)) ||
+	    (ret = get_u32(g, "llama.block_count", UINT32_MAX, &hp->n_layers, err, errlen)) ||
+	    (ret = get_u32(g, "llama.attention.head_count", UINT32_MAX, &hp->n_heads, err,
+			   errlen)) ||
+	    (ret = get_u32(g, "llama.attention.head_count_kv", hp->n_heads, &hp->n_kv_heads, err,
+			   errlen)) ||
+	    (ret = get_u32(g, "llama.feed_forward_length", UINT32_MAX, &hp->hidden, err,
+			   errlen)) ||
+	    (ret = get_u32(g, "llama.context_length", 2048, &hp->ctx, err, errlen)))
+		return ret;
+	if (!hp->dim || !hp->n_layers || !hp->n_heads || !hp->n_kv_heads || !hp->hidden ||
+	    hp->dim % hp->n_heads || hp->n_heads % hp->n_kv_heads || hp->dim > 65536 ||
+	    hp->hidden > 262144 || hp->n_layers > 1024) {
+		snprintf(err, errlen, "inconsistent sizes: dim %u, %u heads, %u kv heads, "
+			 "hidden %u, %u layers", hp->dim, hp->n_heads, hp->n_kv_heads, hp->hidden,
+			 hp->n_layers);
+		return -EINVAL;
+	}
+	hp->head_dim = hp->dim / hp->n_heads;
+	hp->kv_dim = hp->n_kv_heads * hp->head_dim;
+	if ((ret = get_u32(g, "llama.rope.dimension_count", hp->head_dim, &hp->rot_dim, err,
+			   errlen)))
+		return ret;
+	if (!hp->rot_dim || hp->rot_dim % 2 || hp->rot_dim > hp->head_dim) {
+		snprintf(err, errlen, "llama.rope.dimension_count %u does not fit head size %u",
+			 hp->rot_dim, hp->head_dim);
+		return -EINVAL;
+	}
+	if (copro_gguf_get_f32(g, "llama.rope.freq_base", &hp->rope_base))
+		hp->rope_base = 10000.0f;
+	if (copro_gguf_get_f32(g, "llama.attention.layer_norm_rms_epsilon", &hp->eps))
+		hp->eps = 1e-5f;
+	if (!(hp->rope_base > 0.0f) || !(hp->eps > 0.0f) || !isfinite(hp->rope_base)) {
+		snprintf(err, errlen, "bad rope base %g or norm epsilon %g", hp->rope_base,
+			 hp->eps);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static uint64_t w_bytes(const struct copro_llama_w *w)
+{
+	return (uint64_t)w->n * copro_ggml_row_bytes(w->type, w->k);
+}
+
+int copro_llama_load(const char *path, struct copro_llama **out, char *err, size_t errlen)
+{
+	struct copro_llama *m;
+	struct copro_llama_hparams *hp;
+	struct copro_gguf *g;
+	char name[96];
+	int ret;
+
+	*out = NULL;
+	ret = copro_gguf_open(path, &g, err, errlen);
+	if (ret)
+		return ret;
+	m = calloc(1, sizeof(*m));
+	if (!m) {
+		copro_gguf_close(g);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	m->g = g;
+	hp = &m->hp;
+	ret = hparams(g, hp, err, errlen);
+	if (ret)
+		goto fail;
+	{
+		const struct copro_gguf_tensor *t = copro_gguf_tensor(g, "token_embd.weight");
+
+		if (!t || t->n_dims != 2 || t->ne[1] == 0 || t->ne[1] > (1u << 24)) {
+			snprintf(err, errlen, "tensor 'token_embd.weight' is missing or malformed");
+			ret = -EINVAL;
+			goto fail;
+		}
+		hp->vocab = (uint32_t)t->ne[1];
+	}
+	if ((ret = tensor(g, "token_embd.weight", hp->dim, hp->vocab, &m->tok_embd, err,
+			  errlen)) ||
+	    (ret = vec(g, "output_norm.weight", hp->dim, &m->out_norm, err, errlen)))
+		goto fail;
+	if (copro_gguf_tensor(g, "output.weight")) {
+		ret = tensor(g, "output.weight", hp->dim, hp->vocab, &m->output, err, errlen);
+		if (ret)
+			goto fail;
+	} else {
+		m->output = m->tok_embd;	/* tied */
+	}
+	m->layers = calloc(hp->n_layers, sizeof(*m->layers));
+	if (!m->layers) {
+		ret = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (uint32_t l = 0; l < hp->n_layers; l++) {
+		struct copro_llama_layer *L = &m->layers[l];
+
+#define T(field, suffix, ne0, ne1)						\
+		snprintf(name, sizeof(name), "blk.%u." suffix, l);		\
+		if ((ret = tensor(g, name, ne0, ne1, &L->field, err, errlen)))	\
+			goto fail
+#define V(field, suffix)							\
+		snprintf(name, sizeof(name), "blk.%u." suffix, l);		\
+		if ((ret = vec(g, name, hp->dim, &L->field, err, errlen)))	\
+			goto fail
+		V(attn_norm, "attn_norm.weight");
+		T(wq, "attn_q.weight", hp->dim, hp->dim);
+		T(wk, "attn_k.weight", hp->dim, hp->kv_dim);
+		T(wv, "attn_v.weight", hp->dim, hp->kv_dim);
+		T(wo, "attn_output.weight", hp->dim, hp->dim);
+		V(ffn_norm, "ffn_norm.weight");
+		T(w_gate, "ffn_gate.weight", hp->dim, hp->hidden);
+		T(w_up, "ffn_up.weight", hp->dim, hp->hidden);
+		T(w_down, "ffn_down.weight", hp->hidden, hp->dim);
+#undef T
+#undef V
+		m->weight_bytes += w_bytes(&L->wq) + w_bytes(&L->wk) + w_bytes(&L->wv) +
+				   w_bytes(&L->wo) + w_bytes(&L->w_gate) + w_bytes(&L->w_up) +
+				   w_bytes(&L->w_down) + 2 * (uint64_t)hp->dim * 4;
+		m->n_params += 2ULL * hp->dim * hp->dim + 2ULL * hp->dim * hp->kv_dim +
+			       3ULL * hp->dim * hp->hidden + 2ULL * hp->dim;
+	}
+	m->weight_bytes += w_bytes(&m->tok_embd) + (uint64_t)hp->dim * 4;
+	m->n_params += (uint64_t)hp->vocab * hp->dim + hp->dim;
+	if (m->output.data != m->tok_embd.data) {
+		m->weight_bytes += w_bytes(&m->output);
+		m->n_params += (uint64_t)hp->vocab * hp->dim;
+	}
+	ret = copro_tok_from_gguf(g, &m->tok, err, errlen);
+	if (ret)
+		goto fail;
+	if (copro_tok_n_vocab(m->tok) != hp->vocab) {
+		snprintf(err, errlen, "the tokenizer has %u tokens, the embedding %u rows",
+			 copro_tok_n_vocab(m->tok), hp->vocab);
+		ret = -EINVAL;
+		goto fail;
+	}
+	*out = m;
+	return 0;
+fail:
+	copro_llama_free(m);
+	return ret;
+}
+
+void copro_llama_free(struct copro_llama *m)
+{
+	if (!m)
+		return;
+	copro_tok_destroy(m->tok);
+	free(m->layers);
+	copro_gguf_close(m->g);
+	free(m);
+}
+
+void copro_llama_kv_geom(const struct copro_llama *m, uint32_t block_tokens,
+			 struct copro_kv_geom *g)
+{
+	g->n_layers = m->hp.n_layers;
+	g->n_kv_heads = m->hp.n_kv_heads;
+	g->head_dim = m->hp.head_dim;
+	g->block_tokens = block_tokens;
+}
+
+/* ---- the forward pass ------------------------------------------------------------ */
+
+struct copro_llama_ctx {
+	const struct copro_llama *m;
+	uint32_t max_tokens, max_ctx;
+	float *x;		/* (max_tokens, dim) the residual stream */
+	float *xb;		/* (max_tokens, dim) */
+	float *q;		/* (max_tokens, dim) */
+	float *k;		/* (max_tokens, kv_dim) */
+	float *v;		/* (max_tokens, kv_dim) */
+	float *att;		/* (max_tokens, dim) */
+	float *hb, *hb2;	/* (max_tokens, hidden) */
+	float *scores;		/* (n_heads, max_ctx) attention scratch */
+	struct copro_block_q8_0 *xq;	/* (max_tokens, max(dim, hidden) / 32) */
+};
+
+static void *falloc(size_t n)
+{
+	return aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
+}
+
+int copro_llama_ctx_new(const struct copro_llama *m, uint32_t max_tokens, uint32_t max_ctx,
+			struct copro_llama_ctx **out)
+{
+	const struct copro_llama_hparams *hp = &m->hp;
+	struct copro_llama_ctx *c;
+	size_t wide = hp->hidden > hp->dim ? hp->hidden : hp->dim;
+
+	*out = NULL;
+	if (!max_tokens || !max_ctx)
+		return -EINVAL;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->m = m;
+	c->max_tokens = max_tokens;
+	c->max_ctx = max_ctx;
+	c->x = falloc((size_t)max_tokens * hp->dim);
+	c->xb = falloc((size_t)max_tokens * hp->dim);
+	c->q = falloc((size_t)max_tokens * hp->dim);
+	c->k = falloc((size_t)max_tokens * hp->kv_dim);
+	c->v = falloc((size_t)max_tokens * hp->kv_dim);
+	c->att = falloc((size_t)max_tokens * hp->dim);
+	c->hb = falloc((size_t)max_tokens * hp->hidden);
+	c->hb2 = falloc((size_t)max_tokens * hp->hidden);
+	c->scores = falloc(copro_paged_attention_scratch(hp->n_heads, max_ctx));
+	c->xq = aligned_alloc(64, ((size_t)max_tokens * (wide / COPRO_QK + 1) *
+				   sizeof(struct copro_block_q8_0) + 63) & ~(size_t)63);
+	if (!c->x || !c->xb || !c->q || !c->k || !c->v || !c->att || !c->hb || !c->hb2 ||
+	    !c->scores || !c->xq) {
+		copro_llama_ctx_free(c);
+		return -ENOMEM;
+	}
+	*out = c;
+	return 0;
+}
+
+void copro_llama_ctx_free(struct copro_llama_ctx *c)
+{
+	if (!c)
+		return;
+	free(c->x);
+	free(c->xb);
+	free(c->q);
+	free(c->k);
+	free(c->v);
+	free(c->att);
+	free(c->hb);
+	free(c->hb2);
+	free(c->scores);
+	free(c->xq);
+	free(c);
+}
+
+static int is_quant(uint32_t type)
+{
+	return type == COPRO_GGML_Q8_0 || type == COPRO_GGML_Q4_0;
+}
+
+/*
+ * y (m, w->n) = x (m, w->k) W^T. x_q is x quantized to Q8_0 when a quantized
+ * matrix shares this input: it is made once, by the first matmul that needs it.
+ */
+static int mm(struct copro_llama_ctx *c, const struct copro_llama_w *w, const float *x,
+	      int *x_q, uint32_t m, float *y)
+{
+	if (is_quant(w->type) && !*x_q) {
+		int ret = copro_llm_quantize_x(x, m, w->k, c->xq);
+
+		if (ret)
+			return ret;
+		*x_q = 1;
+	}
+	return copro_llm_matmul_xq(w->type, w->data, w->n, w->k, x, c->xq, m, y, 0, w->n);
+}
+
+int copro_llama_forward(struct copro_llama_ctx *c, const struct copro_kv_view *kv,
+			const struct copro_llama_batch *b, float *logits)
+{
+	const struct copro_llama *m = c->m;
+	const struct copro_llama_hparams *hp = &m->hp;
+	const uint32_t n = b->n, dim = hp->dim, kv_dim = hp->kv_dim, hidden = hp->hidden;
+	uint32_t n_want = 0;
+	int ret = 0, xq;
+
+	if (n > c->max_tokens)
+		return -EINVAL;
+	for (uint32_t i = 0; i < n; i++) {
+		if (b->tokens[i] < 0 || (uint32_t)b->tokens[i] >= hp->vocab ||
+		    b->pos[i] >= c->max_ctx)
+			return -EINVAL;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		ret = copro_llm_embed(m->tok_embd.type, m->tok_embd.data, hp->vocab, dim,
+				      b->tokens[i], c->x + (size_t)i * dim);
+		if (ret)
+			return ret;
+	}
+	for (uint32_t l = 0; l < hp->n_layers; l++) {
+		const struct copro_llama_layer *L = &m->layers[l];
+
+		/* attention */
+		copro_llm_rmsnorm_rows(c->xb, c->x, L->attn_norm, n, dim, hp->eps);
+		xq = 0;
+		if ((ret = mm(c, &L->wq, c->xb, &xq, n, c->q)) ||
+		    (ret = mm(c, &L->wk, c->xb, &xq, n, c->k)) ||
+		    (ret = mm(c, &L->wv, c->xb, &xq, n, c->v)))
+			return ret;
+		for (uint32_t i = 0; i < n; i++) {
+			float *qi = c->q + (size_t)i * dim, *ki = c->k + (size_t)i * kv_dim;
+
+			copro_llm_rope(qi, hp->n_heads, hp->head_dim, hp->rot_dim,
+				       (int32_t)b->pos[i], hp->rope_base, false);
+			copro_llm_rope(ki, hp->n_kv_heads, hp->head_dim, hp->rot_dim,
+				       (int32_t)b->pos[i], hp->rope_base, false);
+			copro_kv_write(kv, l, b->tables[i], b->pos[i], ki,
+				       c->v + (size_t)i * kv_dim);
+		}
+		/* Every K/V of the step is in the cache before any token attends. */
+		for (uint32_t i = 0; i < n; i++) {
+			ret = copro_paged_attention(kv, l, b->tables[i], b->pos[i] + 1,
+						    c->q + (size_t)i * dim, hp->n_heads,
+						    c->att + (size_t)i * dim, c->scores);
+			if (ret)
+				return ret;
+		}
+		xq = 0;
+		if ((ret = mm(c, &L->wo, c->att, &xq, n, c->xb)))
+			return ret;
+		copro_llm_add(c->x, c->xb, (size_t)n * dim);
+
+		/* feed-forward */
+		copro_llm_rmsnorm_rows(c->xb, c->x, L->ffn_norm, n, dim, hp->eps);
+		xq = 0;
+		if ((ret = mm(c, &L->w_gate, c->xb, &xq, n, c->hb)) ||
+		    (ret = mm(c, &L->w_up, c->xb, &xq, n, c->hb2)))
+			return ret;
+		copro_llm_swiglu(c->hb, c->hb, c->hb2, (size_t)n * hidden);
+		xq = 0;
+		if ((ret = mm(c, &L->w_down, c->hb, &xq, n, c->xb)))
+			return ret;
+		copro_llm_add(c->x, c->xb, (size_t)n * dim);
+	}
+	/* The rows that want logits, packed, through the final norm and the output. */
+	for (uint32_t i = 0; i < n; i++) {
+		if (!b->want[i])
+			continue;
+		copro_llm_rmsnorm(c->xb + (size_t)n_want * dim, c->x + (size_t)i * dim, m->out_norm,
+				  dim, hp->eps);
+		n_want++;
+	}
+	if (!n_want)
+		return 0;
+	xq = 0;
+	return mm(c, &m->output, c->xb, &xq, n_want, logits);
+}
