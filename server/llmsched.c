@@ -544,6 +544,7 @@ int copro_sched_step(struct copro_sched *s)
 	struct copro_llama_batch b;
 	struct copro_seq *q, *next;
 	uint64_t now;
+	bool admit;
 	int ret;
 
 	/* Retire what was cancelled, waiting or running. */
@@ -581,7 +582,8 @@ int copro_sched_step(struct copro_sched *s)
 		}
 	}
 	/* Then admit waiting sequences while the budget and the pool allow. */
-	while ((q = s->waiting.head) && budget && s->running.n < s->o.max_seqs &&
+	admit = !s->o.static_batching || !s->running.n;
+	while (admit && (q = s->waiting.head) && budget && s->running.n < s->o.max_seqs &&
 	       n_seq < s->o.max_seqs) {
 		uint32_t need, take;
 		int got = copro_kvc_seq_match_prefix(s->kvc, &q->kv, q->tokens, q->n_tokens);

@@ -47,6 +47,8 @@ struct copro_llm_opts {
 	uint32_t max_seqs;		/* running sequences, default 64 */
 	uint32_t max_ctx;		/* 0: the model's context length */
 	uint32_t watermark_pct;		/* free blocks kept at admission, % of pool, default 1 */
+	uint32_t static_batching;	/* 1: admit only when nothing runs (the baseline
+					 * continuous batching is measured against) */
 };
 
 struct copro_seq_req {
