@@ -583,8 +583,9 @@ int copro_sched_step(struct copro_sched *s)
 	}
 	/* Then admit waiting sequences while the budget and the pool allow. */
 	admit = !s->o.static_batching || !s->running.n;
-	while (admit && (q = s->waiting.head) && budget && s->running.n < s->o.max_seqs &&
-	       n_seq < s->o.max_seqs) {
+	/* Static batching takes a whole batch at once; its prompts run in later steps. */
+	while (admit && (q = s->waiting.head) && (budget || s->o.static_batching) &&
+	       s->running.n < s->o.max_seqs && n_seq < s->o.max_seqs) {
 		uint32_t need, take;
 		int got = copro_kvc_seq_match_prefix(s->kvc, &q->kv, q->tokens, q->n_tokens);
 
@@ -605,7 +606,8 @@ int copro_sched_step(struct copro_sched *s)
 		}
 		list_del(&s->waiting, q);
 		run_enqueue(s, q);
-		add_to_batch(s, q, take, &n_tok, &n_seq);
+		if (take)
+			add_to_batch(s, q, take, &n_tok, &n_seq);
 		budget -= take;
 	}
 	if (!n_tok)
