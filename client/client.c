@@ -69,7 +69,32 @@ struct copro_client {
 	/* Completions reaped by copro_run() for someone else, FIFO. */
 	struct copro_cqe *stash;
 	uint32_t stash_head, stash_len, stash_cap;
+
+	/* Generations in flight; their completions are consumed as they are reaped. */
+	struct copro_gen *gens;
+	uint64_t gen_seq;
+	uint8_t gen_wait;		/* copro_gen_next is waiting: return on progress */
+	uint8_t gen_progress;		/* a generation completion was consumed */
 };
+
+/* user_data of the library's generation requests (see copro_gen_start). */
+#define GEN_TAG			(1ULL << 63)
+
+struct copro_gen {
+	struct copro_client *c;
+	struct copro_gen *next, *prev;
+	uint64_t user_data;
+	struct copro_tensor prompt, params, tokens, text, result;
+	uint32_t rows;			/* of tokens */
+	uint32_t avail;			/* tokens the server says are written */
+	uint32_t next_tok;		/* the next token event to give */
+	uint32_t text_pos;		/* text bytes given so far */
+	uint8_t final, delivered;
+	int32_t status;
+	struct copro_gen_result res;
+};
+
+static void gen_apply(struct copro_client *c, const struct copro_cqe *cqe);
 
 static inline void cpu_relax(void)
 {
@@ -400,6 +425,13 @@ void copro_close(struct copro_client *c)
 		close(c->sq_efd);
 	if (c->cq_efd >= 0)
 		close(c->cq_efd);
+	/* Generations not freed by their owner die with the client. */
+	while (c->gens) {
+		struct copro_gen *g = c->gens;
+
+		c->gens = g->next;
+		free(g);
+	}
 	copro_arena_destroy(&c->alloc);
 	free(c->stash);
 	free(c);
@@ -695,7 +727,8 @@ static void flush_doorbell(struct copro_client *c)
 	}
 }
 
-static int prep_sqe(struct copro_client *c, const struct copro_request *r, uint32_t idx)
+static int prep_sqe(struct copro_client *c, const struct copro_request *r, uint32_t idx,
+		    uint8_t opcode)
 {
 	struct copro_sqe *sqe = copro_ring_prod_slot(&c->sq, idx);
 	uint32_t slot = (c->sq.local + idx) & c->sq.mask;
@@ -717,7 +750,7 @@ static int prep_sqe(struct copro_client *c, const struct copro_request *r, uint3
 		fill_desc(&d[r->n_in + i], r->out[i]);
 
 	memset(sqe, 0, sizeof(*sqe));
-	sqe->opcode = COPRO_OP_INFER;
+	sqe->opcode = opcode;
 	sqe->priority = r->priority;
 	sqe->model = r->model;
 	sqe->user_data = r->user_data;
@@ -752,7 +785,7 @@ int copro_submit(struct copro_client *c, const struct copro_request *reqs, unsig
 	if (n > space)
 		n = space;
 	for (i = 0; i < n; i++) {
-		ret = prep_sqe(c, &reqs[i], i);
+		ret = prep_sqe(c, &reqs[i], i, COPRO_OP_INFER);
 		if (ret) {
 			if (i == 0)
 				return ret;
@@ -807,6 +840,19 @@ static unsigned int reap_ring(struct copro_client *c, struct copro_cqe *out, uns
 		return 0;
 	/* Release pairs with the server's acquire load of the CQ head. */
 	copro_ring_release(&c->cq, n);
+	if (c->gens) {
+		/* A generation's completions update it and are not handed out. */
+		unsigned int k = 0;
+
+		for (unsigned int i = 0; i < n; i++) {
+			if ((out[i].user_data & GEN_TAG) && !(out[i].flags & COPRO_CQE_F_NOTIF)) {
+				gen_apply(c, &out[i]);
+				continue;
+			}
+			out[k++] = out[i];
+		}
+		n = k;
+	}
 	/*
 	 * Entries still queued may be waiting for the CQ room we just made,
 	 * with the poller asleep: ring if it said so (fence inside).
@@ -919,6 +965,8 @@ static int do_wait(struct copro_client *c, struct copro_cqe *cqes, unsigned int 
 	n = reap(c, cqes, max, use_stash);
 	if (n)
 		return (int)n;
+	if (c->gen_wait && c->gen_progress)
+		return 0;
 	ret = check_alive(c);
 	if (ret)
 		return ret;
@@ -943,6 +991,8 @@ static int do_wait(struct copro_client *c, struct copro_cqe *cqes, unsigned int 
 		n = reap(c, cqes, max, use_stash);
 		if (n)
 			return (int)n;
+		if (c->gen_wait && c->gen_progress)
+			return 0;	/* copro_gen_next has an event to give */
 		if ((++iter & 63) == 0) {
 			uint64_t now = now_ns();
 
@@ -1054,4 +1104,277 @@ int copro_run(struct copro_client *c, const struct copro_request *req, int64_t t
 	ret = run_one(c, req, timeout_ns);
 	flush_doorbell(c);	/* a doorbell deferred for a wait that never slept */
 	return ret;
+}
+
+/* ---- generation ------------------------------------------------------------------------ */
+
+void copro_gen_params_init(struct copro_gen_params *p)
+{
+	if (!p)
+		return;
+	memset(p, 0, sizeof(*p));
+	p->max_tokens = 128;
+	p->temperature = 0.8f;
+	p->top_k = 40;
+	p->top_p = 0.95f;
+	p->min_p = 0.05f;
+	p->repeat_penalty = 1.0f;
+	p->repeat_last_n = 64;
+}
+
+/* Takes a generation's completion: new counts, or its end. */
+static void gen_apply(struct copro_client *c, const struct copro_cqe *cqe)
+{
+	struct copro_gen *g;
+
+	for (g = c->gens; g && g->user_data != cqe->user_data; g = g->next)
+		;
+	if (!g || g->final)
+		return;	/* freed already, or a stray: nothing to update */
+	c->gen_progress = 1;
+	if (cqe->flags & COPRO_CQE_F_MORE) {
+		uint32_t n = cqe->res > 0 ? (uint32_t)cqe->res : 0;
+
+		if (n > g->rows)
+			n = g->rows;
+		if (n > g->avail)
+			g->avail = n;
+		return;
+	}
+	/* The result was written before this entry was published. */
+	memcpy(&g->res, g->result.data, sizeof(g->res));
+	g->final = 1;
+	g->status = cqe->res < 0 ? cqe->res : 0;
+	if (!g->res.finish)
+		g->res.finish = cqe->aux ? (uint32_t)cqe->aux :
+			       cqe->res < 0 ? COPRO_FINISH_ERROR : COPRO_FINISH_STOP;
+	if (cqe->res < 0 && !g->res.error)
+		g->res.error = cqe->res;
+	g->avail = g->res.gen_tokens < g->rows ? g->res.gen_tokens : g->rows;
+	if (g->res.text_bytes > g->text.bytes)
+		g->res.text_bytes = (uint32_t)g->text.bytes;
+}
+
+static void gen_free_tensors(struct copro_client *c, struct copro_gen *g)
+{
+	copro_tensor_free(c, &g->prompt);
+	copro_tensor_free(c, &g->params);
+	copro_tensor_free(c, &g->tokens);
+	copro_tensor_free(c, &g->text);
+	copro_tensor_free(c, &g->result);
+}
+
+int copro_gen_start(struct copro_client *c, uint32_t model, const void *prompt, size_t len,
+		    const struct copro_gen_params *p, uint16_t priority, struct copro_gen **out)
+{
+	const struct copro_tensor *ins[2], *outs[3];
+	struct copro_request r = { 0 };
+	struct copro_sqe *sqe;
+	struct copro_gen *g;
+	int ids, ret;
+	uint64_t d;
+
+	if (!c || !p || !out || (len && !prompt) || !p->max_tokens || p->max_tokens > (1u << 24))
+		return -EINVAL;
+	*out = NULL;
+	if (c->dead)
+		return COPRO_E_DISCONNECTED;
+	if (copro_ring_space(&c->sq, 1) == 0) {
+		ret = check_alive(c);
+		return ret ? ret : -EAGAIN;
+	}
+	ids = !!(p->flags & COPRO_GEN_F_IDS);
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	g->c = c;
+	g->rows = p->max_tokens;
+	/* Tensors of zero elements cannot be described: an empty prompt is one byte short. */
+	d = len ? len : 1;
+	ret = copro_tensor_alloc(c, ids ? COPRO_DT_I32 : COPRO_DT_U8, 1, &d, &g->prompt);
+	if (ret)
+		goto fail;
+	d = sizeof(struct copro_gen_params);
+	ret = copro_tensor_alloc(c, COPRO_DT_U8, 1, &d, &g->params);
+	if (ret)
+		goto fail;
+	{
+		uint64_t dims[2] = { p->max_tokens, 2 };
+
+		ret = copro_tensor_alloc(c, COPRO_DT_I32, 2, dims, &g->tokens);
+		if (ret)
+			goto fail;
+	}
+	/* Room for 32 bytes a token; more ends the text with COPRO_FINISH_LENGTH. */
+	d = (uint64_t)p->max_tokens * 32 + 1024;
+	ret = copro_tensor_alloc(c, COPRO_DT_U8, 1, &d, &g->text);
+	if (ret)
+		goto fail;
+	d = sizeof(struct copro_gen_result);
+	ret = copro_tensor_alloc(c, COPRO_DT_U8, 1, &d, &g->result);
+	if (ret)
+		goto fail;
+	if (len)
+		memcpy(g->prompt.data, prompt, len * (ids ? 4 : 1));
+	else if (ids)
+		goto inval;	/* token ids: at least one */
+	memcpy(g->params.data, p, sizeof(*p));
+	memset(g->result.data, 0, sizeof(struct copro_gen_result));
+	g->user_data = GEN_TAG | ++c->gen_seq;
+	ins[0] = &g->prompt;
+	ins[1] = &g->params;
+	outs[0] = &g->tokens;
+	outs[1] = &g->text;
+	outs[2] = &g->result;
+	r.model = model;
+	r.priority = priority;
+	r.n_in = 2;
+	r.n_out = 3;
+	r.in = ins;
+	r.out = outs;
+	r.user_data = g->user_data;
+	ret = prep_sqe(c, &r, 0, COPRO_OP_GENERATE);
+	if (ret)
+		goto fail;
+	if (!len) {
+		/* An empty text prompt: described as zero bytes of its one-byte tensor. */
+		struct copro_tensor_desc *dd;
+
+		sqe = copro_ring_prod_slot(&c->sq, 0);
+		dd = (struct copro_tensor_desc *)(c->arena + sqe->desc_off);
+		dd[0].dims[0] = 0;
+		dd[0].length = 0;
+	}
+	g->next = c->gens;
+	if (c->gens)
+		c->gens->prev = g;
+	c->gens = g;
+	/* Release pairs with the poller's acquire load of the SQ tail. */
+	copro_ring_publish(&c->sq, 1);
+	maybe_ring_sq(c);
+	*out = g;
+	return 0;
+inval:
+	ret = -EINVAL;
+fail:
+	gen_free_tensors(c, g);
+	free(g);
+	return ret == -ENOMEM || ret == -ENOSPC ? COPRO_E_NOMEM : ret;
+}
+
+int copro_gen_next(struct copro_gen *g, struct copro_gen_event *ev, int64_t timeout_ns)
+{
+	struct copro_client *c;
+	uint64_t deadline = 0;
+
+	if (!g || !ev)
+		return -EINVAL;
+	c = g->c;
+	if (timeout_ns > 0)
+		deadline = now_ns() + (uint64_t)timeout_ns;
+	for (;;) {
+		struct copro_cqe cqe;
+		int64_t left = -1;
+		int n;
+
+		memset(ev, 0, sizeof(*ev));
+		if (g->next_tok < g->avail) {
+			int32_t pair[2];
+			uint32_t end;
+
+			memcpy(pair, (uint8_t *)g->tokens.data + (uint64_t)g->next_tok * 8, 8);
+			end = pair[1] < 0 ? 0 : (uint32_t)pair[1];
+			if (end > g->text.bytes)
+				end = (uint32_t)g->text.bytes;
+			if (end < g->text_pos)
+				end = g->text_pos;
+			ev->token = pair[0];
+			ev->index = g->next_tok++;
+			ev->text = (const char *)g->text.data + g->text_pos;
+			ev->len = end - g->text_pos;
+			g->text_pos = end;
+			return 1;
+		}
+		if (g->final) {
+			uint32_t end = g->res.text_bytes > g->text_pos ? g->res.text_bytes : g->text_pos;
+
+			ev->token = -1;
+			ev->index = g->next_tok;
+			ev->text = (const char *)g->text.data + g->text_pos;
+			ev->len = end - g->text_pos;
+			g->text_pos = end;
+			ev->done = 1;
+			ev->status = g->status;
+			ev->result = &g->res;
+			g->delivered = 1;
+			return 0;
+		}
+		if (deadline) {
+			uint64_t now = now_ns();
+
+			if (now >= deadline)
+				return -ETIMEDOUT;
+			left = (int64_t)(deadline - now);
+		} else if (timeout_ns == 0) {
+			left = 0;
+		}
+		c->gen_wait = 1;
+		c->gen_progress = 0;
+		n = do_wait(c, &cqe, 1, left, 0);
+		c->gen_wait = 0;
+		if (n > 0) {
+			/* Someone else's completion: keep it for copro_poll/wait. */
+			if (stash_push(c, &cqe))
+				return -ENOMEM;
+			continue;
+		}
+		if (n < 0 && !c->gen_progress)
+			return n;
+	}
+}
+
+int copro_gen_cancel(struct copro_gen *g)
+{
+	if (!g)
+		return -EINVAL;
+	if (g->final)
+		return 0;
+	return copro_cancel(g->c, g->user_data);
+}
+
+const struct copro_gen_result *copro_gen_result(const struct copro_gen *g)
+{
+	return g && g->final ? &g->res : NULL;
+}
+
+void copro_gen_free(struct copro_gen *g)
+{
+	struct copro_client *c;
+
+	if (!g)
+		return;
+	c = g->c;
+	if (!g->final && !c->dead) {
+		struct copro_gen_event ev;
+		uint64_t end = now_ns() + 10 * 1000000000ULL;
+
+		/* The daemon writes into these tensors until it ends: end it first. */
+		copro_gen_cancel(g);
+		while (!g->final && now_ns() < end) {
+			int ret = copro_gen_next(g, &ev, 1000000000LL);
+
+			if (ret < 0 && ret != -ETIMEDOUT)
+				break;
+		}
+	}
+	if (g->prev)
+		g->prev->next = g->next;
+	else
+		c->gens = g->next;
+	if (g->next)
+		g->next->prev = g->prev;
+	/* Never reuse tensors a live daemon may still write to. */
+	if (g->final || c->dead)
+		gen_free_tensors(c, g);
+	free(g);
 }

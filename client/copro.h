@@ -107,6 +107,30 @@ void copro_close(struct copro_client *c);
 int copro_lookup(struct copro_client *c, const char *name, struct copro_model_info *info);
 int copro_ping(struct copro_client *c, uint64_t *rtt_ns);
 int copro_status(struct copro_client *c, char *buf, size_t len);
+/*
+ * Generation with a language model (ABI 1.1; see copro_abi.h for the
+ * parameters). One event per generated token, then a final one.
+ */
+struct copro_gen;
+
+struct copro_gen_event {
+	int32_t token;			/* the token's id; -1 in the final event */
+	uint32_t index;			/* its place among the generated tokens */
+	const char *text;		/* the text it completes (not NUL-terminated), */
+	size_t len;			/* valid until copro_gen_free() */
+	int done;			/* 1: the final event */
+	int32_t status;			/* final: 0, or the code that ended it */
+	const struct copro_gen_result *result;	/* final: counts and timings */
+};
+
+void copro_gen_params_init(struct copro_gen_params *p);
+int copro_gen_start(struct copro_client *c, uint32_t model, const void *prompt, size_t len,
+		    const struct copro_gen_params *p, uint16_t priority, struct copro_gen **out);
+int copro_gen_next(struct copro_gen *g, struct copro_gen_event *ev, int64_t timeout_ns);
+int copro_gen_cancel(struct copro_gen *g);
+const struct copro_gen_result *copro_gen_result(const struct copro_gen *g);
+void copro_gen_free(struct copro_gen *g);
+
 int copro_load(struct copro_client *c, const char *name, const char *path, const char *options,
 	       uint32_t *version, char *err, size_t errlen);
 int copro_unload(struct copro_client *c, const char *name, uint32_t *version);

@@ -3,6 +3,7 @@
  * admit.c - validation of submissions: every field a client wrote is
  * checked here, after it has been copied into private memory.
  */
+#include <errno.h>
 #include <string.h>
 
 #include "admit.h"
@@ -114,7 +115,7 @@ int copro_admit(const struct copro_sqe *sqe, const uint8_t *arena, uint64_t aren
 	if (sqe->opcode > COPRO_OP_MAX || (sqe->flags & ~COPRO_SQE_F_VALID) || sqe->resv0 ||
 	    sqe->resv1[0] || sqe->resv1[1])
 		return COPRO_E_BADSQE;
-	if (sqe->opcode != COPRO_OP_INFER) {
+	if (sqe->opcode != COPRO_OP_INFER && sqe->opcode != COPRO_OP_GENERATE) {
 		if (sqe->model || sqe->desc_off || sqe->n_in || sqe->n_out || sqe->priority ||
 		    (sqe->opcode == COPRO_OP_NOP && sqe->aux))
 			return COPRO_E_BADSQE;
@@ -138,5 +139,37 @@ int copro_admit(const struct copro_sqe *sqe, const uint8_t *arena, uint64_t aren
 		if (ret)
 			return ret;
 	}
-	return signature_check(job->model, job);
+	/* A language model generates; a tensor model infers. */
+	if ((sqe->opcode == COPRO_OP_GENERATE) != (job->model->llm != NULL))
+		return COPRO_E_SIGNATURE;
+	ret = signature_check(job->model, job);
+	if (ret || sqe->opcode != COPRO_OP_GENERATE)
+		return ret;
+	/* The prompt is text or token ids; nothing else. */
+	if (job->desc[0].dtype != COPRO_DT_U8 && job->desc[0].dtype != COPRO_DT_I32)
+		return COPRO_E_SIGNATURE;
+	return 0;
+}
+
+int copro_admit_gen_params(const struct copro_job *job, const uint8_t *arena,
+			   struct copro_gen_params *p)
+{
+	const struct copro_tensor_desc *prompt = &job->desc[0], *tokens = &job->desc[2];
+
+	/* Copy first, then check the copy: the client may be rewriting it. */
+	memcpy(p, arena + job->desc[1].offset, sizeof(*p));
+	if ((p->flags & ~COPRO_GEN_F_VALID) || p->resv0)
+		return -EINVAL;
+	for (uint32_t i = 0; i < sizeof(p->resv1) / sizeof(p->resv1[0]); i++)
+		if (p->resv1[i])
+			return -EINVAL;
+	if (!p->max_tokens || p->max_tokens > tokens->dims[0] ||
+	    p->n_stop_ids > COPRO_GEN_STOP_IDS)
+		return -EINVAL;
+	for (uint32_t i = 0; i < COPRO_GEN_STOP_STRS; i++)
+		if (!memchr(p->stop[i], '\0', COPRO_GEN_STOP_LEN))
+			return -EINVAL;
+	if ((prompt->dtype == COPRO_DT_I32) != !!(p->flags & COPRO_GEN_F_IDS))
+		return COPRO_E_SIGNATURE;
+	return 0;
 }

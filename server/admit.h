@@ -51,6 +51,16 @@ struct copro_job {
 int copro_admit(const struct copro_sqe *sqe, const uint8_t *arena, uint64_t arena_size,
 		struct copro_registry *reg, struct copro_job *job);
 
+/*
+ * For an admitted COPRO_OP_GENERATE job: copies its parameters out of the
+ * arena into *p and checks them (flags, reserved fields, max_tokens within
+ * the tokens tensor, stop ids and strings, the prompt's dtype against
+ * COPRO_GEN_F_IDS). Sampling ranges are the scheduler's to check. Returns
+ * 0, -EINVAL or COPRO_E_SIGNATURE.
+ */
+int copro_admit_gen_params(const struct copro_job *job, const uint8_t *arena,
+			   struct copro_gen_params *p);
+
 /* Checks one descriptor: reserved fields, dtype, rank, range, size. */
 int copro_desc_check(const struct copro_tensor_desc *d, uint64_t arena_size);
 

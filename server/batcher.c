@@ -43,51 +43,6 @@ static void wake(int efd)
 		log_err("batcher eventfd: %s", strerror(errno));
 }
 
-/* ---- job rings ------------------------------------------------------------- */
-
-static int jring_init(struct copro_jring *r, uint32_t min_entries)
-{
-	uint32_t n = 1;
-
-	while (n < min_entries)
-		n <<= 1;
-	r->slot = calloc(n, sizeof(*r->slot));
-	if (!r->slot)
-		return -ENOMEM;
-	r->mask = n - 1;
-	atomic_init(&r->head, 0);
-	atomic_init(&r->tail, 0);
-	return 0;
-}
-
-/* Producer side; the pool guarantees room, so there is no full check. */
-static void jring_push(struct copro_jring *r, struct copro_job *job)
-{
-	uint32_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
-
-	r->slot[t & r->mask] = job;
-	/* Release pairs with jring_pop()'s acquire load of the tail. */
-	atomic_store_explicit(&r->tail, t + 1, memory_order_release);
-}
-
-static struct copro_job *jring_pop(struct copro_jring *r)
-{
-	uint32_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
-	struct copro_job *job;
-
-	if (h == atomic_load_explicit(&r->tail, memory_order_acquire))
-		return NULL;
-	job = r->slot[h & r->mask];
-	atomic_store_explicit(&r->head, h + 1, memory_order_release);
-	return job;
-}
-
-static int jring_empty(struct copro_jring *r)
-{
-	return atomic_load_explicit(&r->head, memory_order_relaxed) ==
-	       atomic_load_explicit(&r->tail, memory_order_acquire);
-}
-
 /* ---- poller side -------------------------------------------------------------- */
 
 struct copro_job *copro_batcher_job_get(struct copro_batcher *b)

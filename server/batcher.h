@@ -21,18 +21,13 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "jring.h"
 
 struct copro_job;
 struct copro_model;
 struct copro_tmodel;
 
 /* A single-producer single-consumer ring of job pointers. */
-struct copro_jring {
-	_Alignas(64) _Atomic uint32_t tail;	/* producer */
-	_Alignas(64) _Atomic uint32_t head;	/* consumer */
-	_Alignas(64) uint32_t mask;
-	struct copro_job **slot;
-};
 
 struct copro_batcher {
 	struct copro_model *model;

@@ -189,6 +189,26 @@ int copro_model_config_set(struct copro_model_config *m, const char *key, const 
 		if (parse_uint(value, 10, 0, 65536, &v))
 			return -EINVAL;
 		m->cache_mib = (uint32_t)v;
+	} else if (!strcmp(key, "kv_cache_mib")) {
+		if (parse_uint(value, 10, 1, 1048576, &v))
+			return -EINVAL;
+		m->kv_cache_mib = (uint32_t)v;
+	} else if (!strcmp(key, "block_tokens")) {
+		if (parse_uint(value, 10, 1, 1024, &v))
+			return -EINVAL;
+		m->block_tokens = (uint32_t)v;
+	} else if (!strcmp(key, "max_batched_tokens")) {
+		if (parse_uint(value, 10, 1, 65536, &v))
+			return -EINVAL;
+		m->max_batched_tokens = (uint32_t)v;
+	} else if (!strcmp(key, "max_seqs")) {
+		if (parse_uint(value, 10, 1, 4096, &v))
+			return -EINVAL;
+		m->max_seqs = (uint32_t)v;
+	} else if (!strcmp(key, "context")) {
+		if (parse_uint(value, 10, 1, 1048576, &v))
+			return -EINVAL;
+		m->context = (uint32_t)v;
 	} else if (!strcmp(key, "reject_nonfinite")) {
 		if (parse_uint(value, 10, 0, 1, &v))
 			return -EINVAL;

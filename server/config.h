@@ -16,7 +16,7 @@
 #define COPRO_CFG_MAX_MODELS	32
 #define COPRO_CFG_MAX_PREFERRED	8
 
-/* A [model.NAME] section: a tensor model served from an ONNX file. */
+/* A [model.NAME] section: an ONNX tensor model or a GGUF language model. */
 struct copro_model_config {
 	char name[64];
 	char path[512];
@@ -28,6 +28,12 @@ struct copro_model_config {
 	uint32_t precision;		/* COPRO_PREC_* of the kernels, default f32 */
 	uint32_t reject_nonfinite;	/* 1: NaN/Inf outputs fail the request */
 	uint32_t cache_mib;		/* response cache size, 0 = off */
+	/* Language models (GGUF files); 0 takes the default. */
+	uint32_t kv_cache_mib;		/* paged KV cache, default 64 */
+	uint32_t block_tokens;		/* positions per KV block, default 16 */
+	uint32_t max_batched_tokens;	/* tokens per forward step, default 512 */
+	uint32_t max_seqs;		/* sequences running at once, default 64 */
+	uint32_t context;		/* context length, default the model's */
 	int line;			/* where the section starts, for messages */
 };
 

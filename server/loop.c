@@ -25,6 +25,8 @@
 #include "proto.h"
 #include "session.h"
 #include "tmodel.h"
+#include "llm.h"
+#include "llm/llama.h"
 #include "batcher.h"
 #include "cache.h"
 
@@ -38,7 +40,7 @@
 
 #define HELLO_TIMEOUT_NS	(5ULL * 1000000000ULL)
 #define SERVER_FEATURES		(COPRO_FEAT_NEED_WAKEUP | COPRO_FEAT_CQ_WAITING | \
-				 COPRO_FEAT_CANCEL | COPRO_FEAT_DEADLINE)
+				 COPRO_FEAT_CANCEL | COPRO_FEAT_DEADLINE | COPRO_FEAT_GENERATE)
 
 static uint64_t now_ns(void)
 {
@@ -227,24 +229,42 @@ static int load_model(struct copro_server *srv, const struct copro_model_config 
 					    "model name too long");
 		goto release;
 	}
-	ret = copro_tmodel_load(mc, &tm, err, errlen);
-	if (ret)
-		goto release;
 	m->cfg = *mc;
-	copro_registry_set_tmodel(m, tm);
+	if (copro_llm_is_gguf(mc->path)) {
+		struct copro_llm *llm;
+
+		ret = copro_llm_load(mc, &llm, err, errlen);
+		if (ret)
+			goto release;
+		copro_registry_set_llm(m, llm);
+	} else {
+		ret = copro_tmodel_load(mc, &tm, err, errlen);
+		if (ret)
+			goto release;
+		copro_registry_set_tmodel(m, tm);
+	}
 	ret = copro_poller_model_start(&srv->poller, m);
 	if (ret) {
-		snprintf(err, errlen, "cannot start its batching worker: %s", strerror(-ret));
-		copro_tmodel_free(tm);
+		snprintf(err, errlen, "cannot start its worker: %s", strerror(-ret));
+		copro_tmodel_free(m->tm);
+		copro_llm_free(m->llm);
 		goto release;
 	}
 	m->loaded_ns = now_ns();
 	copro_registry_publish(&srv->reg, m, &old);
 	if (old)
 		*replaced = old->version;
-	log_info("model %s version %u: %s, %u inputs, %u outputs, max_batch %u, max_delay_us %u%s",
-		 mc->name, m->version, mc->path, tm->n_in, tm->n_out, mc->max_batch,
-		 mc->max_delay_us, old ? "; the previous version drains" : "");
+	if (m->llm)
+		log_info("model %s version %u: %s, language model, %u layers, dim %u, vocab %u, "
+			 "context %u, %u KV blocks%s", mc->name, m->version, mc->path,
+			 m->llm->m->hp.n_layers, m->llm->m->hp.dim, m->llm->m->hp.vocab,
+			 m->llm->ctx, atomic_load(&m->llm->kv_total),
+			 old ? "; the previous version drains" : "");
+	else
+		log_info("model %s version %u: %s, %u inputs, %u outputs, max_batch %u, "
+			 "max_delay_us %u%s", mc->name, m->version, mc->path, m->tm->n_in,
+			 m->tm->n_out, mc->max_batch, mc->max_delay_us,
+			 old ? "; the previous version drains" : "");
 	*out = m;
 	return 0;
 release:
@@ -264,6 +284,7 @@ static void free_retired(struct copro_server *srv)
 		log_info("model %s version %u: drained, unloaded", m->name, m->version);
 		copro_poller_model_stop(m);
 		copro_tmodel_free(m->tm);
+		copro_llm_free(m->llm);
 		copro_registry_release(&srv->reg, m);
 	}
 }
@@ -456,6 +477,26 @@ static int do_status(struct copro_server *srv, struct copro_session *s)
 		if (m->tm)
 			bprintf(text, cap, &len, " path=%s precision=%s", m->cfg.path,
 				m->cfg.precision == 2 ? "int8" : m->cfg.precision == 1 ? "bf16" : "f32");
+		if (m->llm) {
+			struct copro_llm *l = m->llm;
+			uint64_t lk = atomic_load(&l->kv_q_blocks), h = atomic_load(&l->kv_hit_blocks);
+
+			bprintf(text, cap, &len,
+				" path=%s kind=llm context=%u running=%u waiting=%u steps=%llu "
+				"tokens=%llu generated=%llu preemptions=%llu kv_blocks=%u "
+				"kv_block_tokens=%u kv_used=%u kv_cached=%u kv_free=%u "
+				"kv_utilization=%.3f prefix_hits=%llu prefix_lookups=%llu "
+				"prefix_hit_rate=%.3f", m->cfg.path, l->ctx,
+				atomic_load(&l->st_running), atomic_load(&l->st_waiting),
+				(unsigned long long)atomic_load(&l->st_steps),
+				(unsigned long long)atomic_load(&l->st_tokens),
+				(unsigned long long)atomic_load(&l->st_generated),
+				(unsigned long long)atomic_load(&l->st_preemptions),
+				atomic_load(&l->kv_total), l->block_tokens, atomic_load(&l->kv_used),
+				atomic_load(&l->kv_cached), atomic_load(&l->kv_free),
+				atomic_load(&l->kv_util_ppm) / 1e6, (unsigned long long)h,
+				(unsigned long long)lk, lk ? (double)h / (double)lk : 0.0);
+		}
 		if (m->batcher) {
 			struct copro_batcher *b = m->batcher;
 			uint64_t nb = atomic_load(&b->batches), rows = atomic_load(&b->rows);
@@ -547,7 +588,7 @@ static int do_load(struct copro_server *srv, struct copro_session *s, size_t n)
 		goto refuse_denied;
 	}
 	cur = copro_registry_find(&srv->reg, q->name);
-	if (cur && !cur->tm) {
+	if (cur && !cur->tm && !cur->llm) {
 		snprintf(why, sizeof(why), "'%s' is a built-in model", q->name);
 		ret = -EPERM;
 		goto refuse;
@@ -612,7 +653,7 @@ static int do_unload(struct copro_server *srv, struct copro_session *s, size_t n
 		return send_reply(s, &r, sizeof(r), NULL, 0) ? -1 : 0;
 	}
 	cur = copro_registry_find(&srv->reg, q->name);
-	if (cur && !cur->tm) {
+	if (cur && !cur->tm && !cur->llm) {
 		reply_init(&r, COPRO_MSG_UNLOAD, q->hdr.seq, sizeof(r), -EPERM,
 			   "'%s' is a built-in model", q->name);
 		return send_reply(s, &r, sizeof(r), NULL, 0) ? -1 : 0;
@@ -1033,6 +1074,8 @@ void copro_server_fini(struct copro_server *srv)
 	for (uint32_t i = 0, n = copro_registry_slots(&srv->reg); i < n; i++) {
 		copro_tmodel_free(srv->reg.models[i].tm);
 		srv->reg.models[i].tm = NULL;
+		copro_llm_free(srv->reg.models[i].llm);
+		srv->reg.models[i].llm = NULL;
 	}
 	if (srv->ring.ring_fd > 0)
 		io_uring_queue_exit(&srv->ring);

@@ -21,6 +21,7 @@
 #include "batcher.h"
 #include "tmodel.h"
 #include "cache.h"
+#include "llm.h"
 
 #define POLLER_ADD	1
 #define POLLER_REMOVE	2
@@ -165,6 +166,156 @@ static void cache_fill(struct copro_model *m, const struct copro_job *job)
 	copro_cache_put(m->cache, job->key, job->priv, in_len, job->priv + m->tm->in_max, out_len);
 }
 
+/* Queues a CQ doorbell write; they are all submitted at the end of the pass. */
+static void queue_wake(struct copro_poller *p, struct copro_session *s)
+{
+	static const uint64_t one = 1;
+	struct io_uring_sqe *sqe;
+
+	if (s->wake_pending)
+		return;	/* one doorbell per pass is enough */
+	sqe = get_sqe(p);
+	if (!sqe)
+		return;
+	s->wake_pending = 1;
+	io_uring_prep_write(sqe, s->cq_efd, &one, sizeof(one), 0);
+	io_uring_sqe_set_data64(sqe, TAG_WAKE);
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	p->wakes_queued++;
+}
+
+/* ---- generation ------------------------------------------------------------------ */
+
+/*
+ * Queues an admitted GENERATE job to its model's worker. Returns 1 when
+ * queued (its last completion comes from the worker), else the code to
+ * complete it with now.
+ */
+static int gen_admit(struct copro_poller *p, struct copro_session *s, struct copro_job *job,
+		     uint64_t now)
+{
+	struct copro_llm *l = job->model->llm;
+	struct copro_gen_job *g;
+	int ret;
+
+	g = copro_llm_job_get(l);
+	if (!g)
+		return COPRO_E_OVERLOAD;	/* bounded queue: refuse at once */
+	ret = copro_admit_gen_params(job, s->arena, &g->p);
+	if (ret) {
+		copro_llm_job_put(l, g);
+		return ret;
+	}
+	g->sqe = job->sqe;
+	memcpy(g->desc, job->desc, sizeof(g->desc));
+	g->s = s;
+	g->arena = s->arena;
+	g->model = job->model;
+	g->admit_ns = now;
+	s->inflight++;
+	job->model->inflight++;
+	copro_llm_submit(l, g);
+	return 1;
+}
+
+/* Cancels s's generation with user_data; returns whether there was one. */
+static int llm_cancel(struct copro_llm *l, struct copro_session *s, uint64_t user_data)
+{
+	for (struct copro_gen_job *g = l->active; g; g = g->next) {
+		if (g->s == s && g->sqe.user_data == user_data) {
+			copro_llm_cancel(l, g);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Posts a completion to s's CQ (space was checked or reserved) and wakes it if it sleeps. */
+static void post_cqe(struct copro_poller *p, struct copro_session *s, const struct copro_cqe *cqe)
+{
+	memcpy(copro_ring_prod_slot(&s->cq, 0), cqe, sizeof(*cqe));
+	/* Release pairs with the client's acquire load of the CQ tail. */
+	copro_ring_publish(&s->cq, 1);
+	/* Pairs with the client's fence after setting WAITING. */
+	copro_fence();
+	if (__atomic_load_n(&s->sb->cq_flags, __ATOMIC_RELAXED) & COPRO_CQ_WAITING)
+		queue_wake(p, s);
+}
+
+static int session_gone(const struct copro_session *s)
+{
+	return s->removed || atomic_load_explicit(&s->broken, memory_order_relaxed);
+}
+
+/*
+ * Streams generation progress: a MORE completion for every job whose token
+ * count moved, when its client's CQ has a slot beyond those reserved for
+ * its requests' last completions (else the next pass posts the newer
+ * count); then the last completion of every job the worker handed back.
+ * Returns the completions posted.
+ */
+static uint32_t llm_pass(struct copro_poller *p, struct copro_model *m)
+{
+	struct copro_llm *l = m->llm;
+	struct copro_gen_job *g;
+	uint32_t work = 0;
+
+	for (g = l->active; g; g = g->next) {
+		/* Acquire pairs with the worker's release: the tokens are in the arena. */
+		uint32_t n = atomic_load_explicit(&g->n_tok, memory_order_acquire);
+		struct copro_session *s = g->s;
+		struct copro_cqe cqe;
+
+		if (n == g->posted || session_gone(s) ||
+		    copro_ring_space(&s->cq, s->inflight + 1) <= s->inflight)
+			continue;
+		cqe = (struct copro_cqe){
+			.user_data = g->sqe.user_data,
+			.res = (int32_t)n,
+			.flags = COPRO_CQE_F_MORE,
+			.aux = atomic_load_explicit(&g->n_text, memory_order_acquire),
+		};
+		post_cqe(p, s, &cqe);
+		g->posted = n;
+		work++;
+	}
+	while ((g = copro_llm_reap(l))) {
+		struct copro_session *s = g->s;
+
+		if (!session_gone(s)) {
+			struct copro_cqe cqe = {
+				.user_data = g->sqe.user_data,
+				.res = g->res,
+				.aux = g->finish,
+			};
+
+			post_cqe(p, s, &cqe);
+			if (g->res < 0)
+				stat_add(&s->errors, 1);
+			stat_add(&m->served, 1);
+		}
+		s->inflight--;
+		m->inflight--;
+		copro_llm_job_put(l, g);
+		if (s->removed && !s->inflight)
+			copro_session_free(s);
+		work++;
+	}
+	return work;
+}
+
+/* Whether a language model has something for the poller: progress or a finished job. */
+static int llm_has_work(struct copro_llm *l)
+{
+	if (copro_llm_has_done(l))
+		return 1;
+	for (struct copro_gen_job *g = l->active; g; g = g->next)
+		if (atomic_load_explicit(&g->n_tok, memory_order_acquire) != g->posted &&
+		    !session_gone(g->s))
+			return 1;
+	return 0;
+}
+
 static int execute(struct copro_poller *p, struct copro_session *s,
 		   const struct copro_sqe *copy, struct copro_cqe *cqe, uint64_t now)
 {
@@ -180,6 +331,8 @@ static int execute(struct copro_poller *p, struct copro_session *s,
 			stat_add(&job.model->failed, 1);
 		stat_add(&s->errors, 1);
 		cqe->res = ret;
+		if (copy->opcode == COPRO_OP_GENERATE)
+			cqe->aux = COPRO_FINISH_ERROR;	/* a generation's last completion */
 		return 0;
 	}
 	switch (job.sqe.opcode) {
@@ -199,7 +352,23 @@ static int execute(struct copro_poller *p, struct copro_session *s,
 
 			if (m && m->batcher && copro_batcher_cancel(m->batcher, s, job.sqe.aux))
 				ret = 0;
+			if (m && m->llm && llm_cancel(m->llm, s, job.sqe.aux))
+				ret = 0;
 		}
+		break;
+	case COPRO_OP_GENERATE:
+		if (job.sqe.deadline_ns && now > job.sqe.deadline_ns) {
+			ret = COPRO_E_DEADLINE;
+			stat_add(&s->errors, 1);
+			cqe->aux = COPRO_FINISH_ERROR;
+			break;
+		}
+		ret = gen_admit(p, s, &job, now);
+		if (ret == 1)
+			return 1;	/* queued: the worker streams it */
+		stat_add(&s->errors, 1);
+		stat_add(&job.model->failed, 1);
+		cqe->aux = COPRO_FINISH_ERROR;
 		break;
 	default:
 		if (job.sqe.deadline_ns && now > job.sqe.deadline_ns) {
@@ -245,23 +414,6 @@ static int execute(struct copro_poller *p, struct copro_session *s,
 	return 0;
 }
 
-/* Queues a CQ doorbell write; they are all submitted at the end of the pass. */
-static void queue_wake(struct copro_poller *p, struct copro_session *s)
-{
-	static const uint64_t one = 1;
-	struct io_uring_sqe *sqe;
-
-	if (s->wake_pending)
-		return;	/* one doorbell per pass is enough */
-	sqe = get_sqe(p);
-	if (!sqe)
-		return;
-	s->wake_pending = 1;
-	io_uring_prep_write(sqe, s->cq_efd, &one, sizeof(one), 0);
-	io_uring_sqe_set_data64(sqe, TAG_WAKE);
-	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-	p->wakes_queued++;
-}
 
 /*
  * Serves one session: takes as many entries as are ready and as the CQ has
@@ -352,6 +504,16 @@ static void remove_session(struct copro_poller *p, struct copro_session *s)
 	if (s->inflight) {
 		/* Workers still read and write its arena: free it with the last job. */
 		s->removed = 1;
+		/* Its generations end now; their KV blocks go back to the pool. */
+		for (uint32_t i = 0, n = copro_registry_slots(p->reg); i < n; i++) {
+			struct copro_model *m = copro_registry_live(p->reg, i);
+
+			if (!m || !m->llm)
+				continue;
+			for (struct copro_gen_job *g = m->llm->active; g; g = g->next)
+				if (g->s == s)
+					copro_llm_cancel(m->llm, g);
+		}
 		return;
 	}
 	copro_session_free(s);
@@ -483,7 +645,8 @@ static void sleep_on_doorbells(struct copro_poller *p)
 	for (uint32_t i = 0, n = copro_registry_slots(p->reg); i < n && !work; i++) {
 		struct copro_model *m = copro_registry_live(p->reg, i);
 
-		work = m && m->batcher && copro_batcher_has_done(m->batcher);
+		work = m && ((m->batcher && copro_batcher_has_done(m->batcher)) ||
+			     (m->llm && llm_has_work(m->llm)));
 	}
 	for (uint32_t i = 0; i < p->n_sessions && !work; i++) {
 		struct copro_session *s = p->sessions[i];
@@ -620,6 +783,12 @@ static uint32_t pass(struct copro_poller *p)
 	for (uint32_t i = 0; i < p->n_sessions; i++)
 		work += serve(p, p->sessions[i]);
 	flush_staged(p);
+	for (uint32_t i = 0, n = copro_registry_slots(p->reg); i < n; i++) {
+		struct copro_model *m = copro_registry_live(p->reg, i);
+
+		if (m && m->llm)
+			work += llm_pass(p, m);
+	}
 	retire_drained(p);
 	if (p->wakes_queued) {
 		io_uring_submit(&p->ring);
@@ -709,6 +878,8 @@ int copro_poller_model_start(struct copro_poller *p, struct copro_model *m)
 {
 	int ret;
 
+	if (m->llm)
+		return copro_llm_start(m->llm, p->efd, &p->sleeping);
 	ret = copro_batcher_start(&m->batcher, m, &m->cfg, p->efd, &p->sleeping);
 	if (ret)
 		return ret;
@@ -726,6 +897,7 @@ int copro_poller_model_start(struct copro_poller *p, struct copro_model *m)
 
 void copro_poller_model_stop(struct copro_model *m)
 {
+	copro_llm_join(m->llm);
 	copro_batcher_stop(m->batcher);
 	m->batcher = NULL;
 	copro_cache_free(m->cache);
@@ -753,10 +925,19 @@ void copro_poller_stop(struct copro_poller *p)
 	/* Commands that raced with the stop still hand over sessions to free. */
 	handle_cmds(p);
 	/* Workers finish what they hold and their completions go out. */
-	for (uint32_t i = 0, n = copro_registry_slots(p->reg); i < n; i++)
+	for (uint32_t i = 0, n = copro_registry_slots(p->reg); i < n; i++) {
 		if (p->reg->models[i].batcher)
 			copro_batcher_join(p->reg->models[i].batcher);
+		/* Generations still running end as cancelled and come back. */
+		copro_llm_join(p->reg->models[i].llm);
+	}
 	reap_jobs(p);
+	for (uint32_t i = 0, n = copro_registry_slots(p->reg); i < n; i++) {
+		struct copro_model *m = copro_registry_live(p->reg, i);
+
+		if (m && m->llm)
+			llm_pass(p, m);
+	}
 	for (uint32_t i = 0, n = copro_registry_slots(p->reg); i < n; i++)
 		copro_poller_model_stop(&p->reg->models[i]);
 	for (uint32_t i = 0; i < p->n_sessions; i++)

@@ -116,6 +116,7 @@ struct copro_model *copro_registry_reserve(struct copro_registry *reg)
 void copro_registry_release(struct copro_registry *reg, struct copro_model *m)
 {
 	m->tm = NULL;
+	m->llm = NULL;
 	m->batcher = NULL;
 	m->cache = NULL;
 	atomic_store_explicit(&m->state, COPRO_MODEL_FREE, memory_order_release);
@@ -128,6 +129,30 @@ void copro_registry_set_tmodel(struct copro_model *m, struct copro_tmodel *tm)
 	memcpy(m->sig, tm->sig, sizeof(m->sig));
 	m->max_rows = tm->max_batch;
 	m->tm = tm;
+}
+
+void copro_registry_set_llm(struct copro_model *m, struct copro_llm *llm)
+{
+	static const char *const names[5] = { "prompt", "params", "tokens", "text", "result" };
+	static const uint8_t dtypes[5] = { 0, COPRO_DT_U8, COPRO_DT_I32, COPRO_DT_U8, COPRO_DT_U8 };
+	static const int64_t dims[5] = { -1, sizeof(struct copro_gen_params), -1, -1,
+					 sizeof(struct copro_gen_result) };
+
+	m->n_in = m->min_in = m->max_in = 2;
+	m->n_out = m->min_out = m->max_out = 3;
+	for (int i = 0; i < 5; i++) {
+		struct copro_tensor_sig *s = &m->sig[i];
+
+		sig_any(s, names[i], 0);
+		s->dtype = dtypes[i];
+		s->rank = 1;
+		s->dims[0] = dims[i];
+	}
+	/* tokens: (n, 2) of id and text length after it */
+	m->sig[2].rank = 2;
+	m->sig[2].dims[1] = 2;
+	m->max_rows = 0;
+	m->llm = llm;
 }
 
 static struct copro_model_name *name_find(const struct copro_registry *reg, const char *name)

@@ -34,6 +34,7 @@ struct copro_job;
 struct copro_tmodel;
 struct copro_batcher;
 struct copro_cache;
+struct copro_llm;
 
 #define COPRO_MODEL_FREE	0
 #define COPRO_MODEL_LOADING	1	/* being filled by the loop; invisible */
@@ -55,6 +56,7 @@ struct copro_model {
 	struct copro_tmodel *tm;	/* tensor model, or NULL for a built-in */
 	struct copro_batcher *batcher;	/* where its jobs go; NULL: run inline */
 	struct copro_cache *cache;	/* response cache, or NULL */
+	struct copro_llm *llm;		/* language model, or NULL */
 	struct copro_model_config cfg;	/* how it was loaded (tensor models) */
 	uint64_t loaded_ns;		/* CLOCK_MONOTONIC when it began serving */
 	struct copro_tensor_sig sig[COPRO_MAX_TENSORS];
@@ -93,6 +95,11 @@ void copro_registry_init(struct copro_registry *reg);
 struct copro_model *copro_registry_reserve(struct copro_registry *reg);
 /* Gives a LOADING or RETIRED slot back (its tm, batcher, cache already freed). */
 void copro_registry_release(struct copro_registry *reg, struct copro_model *m);
+/*
+ * Gives a reserved slot a language model's signature: inputs prompt (U8 text
+ * or I32 ids) and params, outputs tokens, text and result (copro_abi.h).
+ */
+void copro_registry_set_llm(struct copro_model *m, struct copro_llm *llm);
 /* Takes signature, batch limit and tm from a tensor model into a reserved slot. */
 void copro_registry_set_tmodel(struct copro_model *m, struct copro_tmodel *tm);
 /*

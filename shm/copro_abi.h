@@ -37,7 +37,7 @@
 
 #define COPRO_ABI_MAGIC		0x4d48534f52504f43ULL	/* "COPROSHM" */
 #define COPRO_ABI_MAJOR		1
-#define COPRO_ABI_MINOR		0
+#define COPRO_ABI_MINOR		1	/* 1: COPRO_OP_GENERATE */
 
 #define COPRO_CACHELINE		64
 #define COPRO_SB_SIZE		4096
@@ -71,6 +71,7 @@
 #define COPRO_FEAT_CQ_WAITING	(1ULL << 1)	/* cq_flags WAITING protocol */
 #define COPRO_FEAT_CANCEL	(1ULL << 2)	/* COPRO_OP_CANCEL */
 #define COPRO_FEAT_DEADLINE	(1ULL << 3)	/* sqe.deadline_ns honoured */
+#define COPRO_FEAT_GENERATE	(1ULL << 4)	/* COPRO_OP_GENERATE (ABI 1.1) */
 
 /* Server-written flags (copro_sb.sq_flags). */
 #define COPRO_SQ_NEED_WAKEUP	(1U << 0)	/* poller sleeps: ring sq doorbell */
@@ -93,7 +94,8 @@
 #define COPRO_OP_NOP		0	/* completes at once with res 0, no model */
 #define COPRO_OP_INFER		1	/* run model on inputs into outputs */
 #define COPRO_OP_CANCEL		2	/* cancel the request whose user_data is sqe.aux */
-#define COPRO_OP_MAX		2
+#define COPRO_OP_GENERATE	3	/* a language model continues a prompt (ABI 1.1) */
+#define COPRO_OP_MAX		3
 
 /* Submission flags (copro_sqe.flags). None defined yet: must be zero. */
 #define COPRO_SQE_F_VALID	0x00U
@@ -209,6 +211,78 @@ struct copro_cqe {
 	uint64_t aux;		/* op-specific, zero for INFER */
 };
 
+/*
+ * Generation (COPRO_OP_GENERATE, feature COPRO_FEAT_GENERATE). The arena
+ * holds at desc_off, in this order (n_in 2, n_out 3):
+ *
+ *   in[0]   the prompt, rank 1: U8 UTF-8 text, or I32 token ids when
+ *           params.flags has COPRO_GEN_F_IDS
+ *   in[1]   U8 [sizeof(struct copro_gen_params)]: the parameters
+ *   out[0]  I32 [n >= params.max_tokens, 2]: for each generated token, its
+ *           id and the length of out[1] once its text is in (so a token's
+ *           text is out[1] from the previous token's length to its own)
+ *   out[1]  U8 [m]: the generated text, appended as it is decoded (whole
+ *           UTF-8 characters only); generation ends with
+ *           COPRO_FINISH_LENGTH when the next piece would not fit
+ *   out[2]  U8 [sizeof(struct copro_gen_result)]: written before the last
+ *           completion
+ *
+ * Completions: while the sequence runs, entries flagged COPRO_CQE_F_MORE,
+ * res = tokens written to out[0] so far, aux = bytes written to out[1] so
+ * far. When the client's CQ is short of room, one entry covers several
+ * tokens (no token is lost: they are all in out[0]). The last entry has no
+ * MORE flag: res = tokens generated, or a negative code; aux = the
+ * COPRO_FINISH_* reason. Everything the counts cover is in the arena
+ * before the entry is published.
+ */
+#define COPRO_GEN_F_IDS		(1U << 0)	/* in[0] holds I32 token ids */
+#define COPRO_GEN_F_NO_BOS	(1U << 1)	/* do not add BOS to a text prompt */
+#define COPRO_GEN_F_IGNORE_EOS	(1U << 2)	/* generate through EOS */
+#define COPRO_GEN_F_TRUNCATE	(1U << 3)	/* keep the prompt's tail if too long */
+#define COPRO_GEN_F_VALID	0x0fU
+
+#define COPRO_GEN_STOP_IDS	8
+#define COPRO_GEN_STOP_STRS	4
+#define COPRO_GEN_STOP_LEN	32	/* bytes per stop string, NUL included */
+
+struct copro_gen_params {
+	uint32_t max_tokens;	/* >= 1 */
+	uint32_t flags;		/* COPRO_GEN_F_* */
+	float temperature;	/* 0 = greedy; [0, 100] */
+	uint32_t top_k;		/* 0 = off */
+	float top_p;		/* (0, 1]; 1 = off */
+	float min_p;		/* [0, 1); 0 = off */
+	float repeat_penalty;	/* > 0; 1 = off */
+	uint32_t repeat_last_n;	/* tokens penalized; 0 = off */
+	uint64_t seed;		/* same seed, same tokens */
+	uint32_t n_stop_ids;	/* <= COPRO_GEN_STOP_IDS */
+	int32_t stop_ids[COPRO_GEN_STOP_IDS];
+	uint32_t resv0;		/* must be zero */
+	char stop[COPRO_GEN_STOP_STRS][COPRO_GEN_STOP_LEN];	/* NUL-terminated; "" unused */
+	uint64_t resv1[6];	/* must be zero */
+};
+
+/* How a generation ended (the last completion's aux, result.finish). */
+#define COPRO_FINISH_STOP	1	/* EOS, a stop token or a stop string */
+#define COPRO_FINISH_LENGTH	2	/* max_tokens, the context or out[1] is full */
+#define COPRO_FINISH_CANCELLED	3
+#define COPRO_FINISH_ERROR	4	/* res says why */
+
+struct copro_gen_result {
+	uint32_t finish;	/* COPRO_FINISH_* */
+	int32_t error;		/* 0, or the code that ended it */
+	uint32_t prompt_tokens;
+	uint32_t gen_tokens;
+	uint32_t cached_tokens;	/* prompt tokens found in the prefix cache */
+	uint32_t text_bytes;
+	uint64_t ttft_ns;	/* admitted -> first token */
+	uint64_t tpot_ns;	/* mean time per output token after the first */
+	uint64_t total_ns;	/* admitted -> last token */
+	uint32_t preemptions;
+	uint32_t resv0;
+	uint64_t resv1;
+};
+
 /* Compile-time layout checks: the ABI must not move by accident. */
 #define COPRO_ABI_CHECK(type, field, off, size)					\
 	_Static_assert(offsetof(struct type, field) == (off),			\
@@ -224,6 +298,36 @@ COPRO_ABI_CHECK(copro_ring_off, ring_entries, 16, 4);
 COPRO_ABI_CHECK(copro_ring_off, entry_size, 20, 4);
 COPRO_ABI_CHECK(copro_ring_off, resv, 24, 8);
 _Static_assert(sizeof(struct copro_ring_off) == 32, "copro_ring_off size");
+
+COPRO_ABI_CHECK(copro_gen_params, max_tokens, 0, 4);
+COPRO_ABI_CHECK(copro_gen_params, flags, 4, 4);
+COPRO_ABI_CHECK(copro_gen_params, temperature, 8, 4);
+COPRO_ABI_CHECK(copro_gen_params, top_k, 12, 4);
+COPRO_ABI_CHECK(copro_gen_params, top_p, 16, 4);
+COPRO_ABI_CHECK(copro_gen_params, min_p, 20, 4);
+COPRO_ABI_CHECK(copro_gen_params, repeat_penalty, 24, 4);
+COPRO_ABI_CHECK(copro_gen_params, repeat_last_n, 28, 4);
+COPRO_ABI_CHECK(copro_gen_params, seed, 32, 8);
+COPRO_ABI_CHECK(copro_gen_params, n_stop_ids, 40, 4);
+COPRO_ABI_CHECK(copro_gen_params, stop_ids, 44, 32);
+COPRO_ABI_CHECK(copro_gen_params, resv0, 76, 4);
+COPRO_ABI_CHECK(copro_gen_params, stop, 80, 128);
+COPRO_ABI_CHECK(copro_gen_params, resv1, 208, 48);
+_Static_assert(sizeof(struct copro_gen_params) == 256, "copro_gen_params size");
+
+COPRO_ABI_CHECK(copro_gen_result, finish, 0, 4);
+COPRO_ABI_CHECK(copro_gen_result, error, 4, 4);
+COPRO_ABI_CHECK(copro_gen_result, prompt_tokens, 8, 4);
+COPRO_ABI_CHECK(copro_gen_result, gen_tokens, 12, 4);
+COPRO_ABI_CHECK(copro_gen_result, cached_tokens, 16, 4);
+COPRO_ABI_CHECK(copro_gen_result, text_bytes, 20, 4);
+COPRO_ABI_CHECK(copro_gen_result, ttft_ns, 24, 8);
+COPRO_ABI_CHECK(copro_gen_result, tpot_ns, 32, 8);
+COPRO_ABI_CHECK(copro_gen_result, total_ns, 40, 8);
+COPRO_ABI_CHECK(copro_gen_result, preemptions, 48, 4);
+COPRO_ABI_CHECK(copro_gen_result, resv0, 52, 4);
+COPRO_ABI_CHECK(copro_gen_result, resv1, 56, 8);
+_Static_assert(sizeof(struct copro_gen_result) == 64, "copro_gen_result size");
 
 COPRO_ABI_CHECK(copro_sb, magic, 0, 8);
 COPRO_ABI_CHECK(copro_sb, abi_major, 8, 2);
