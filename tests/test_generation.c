@@ -537,6 +537,41 @@ static void should_show_kv_and_prefix_cache_figures_in_status(void **state)
 	copro_close(c);
 }
 
+static void should_load_and_unload_a_language_model_at_run_time(void **state)
+{
+	struct copro_client *c = client(NULL, NULL);
+	struct copro_gen_params p;
+	struct copro_gen_event ev;
+	struct copro_model_info mi;
+	struct copro_gen *g;
+	char path[160], err[256];
+	uint32_t v;
+	int ret, n = 0;
+
+	snprintf(path, sizeof(path), "%s/tiny.gguf", dir);
+	/* A pool that cannot hold one sequence of the context: refused, with the reason. */
+	ret = copro_load(c, "tiny2", path, "kv_cache_mib=1\ncontext=100000", &v, err, sizeof(err));
+	assert_true(ret < 0);
+	assert_non_null(strstr(err, "kv_cache_mib"));
+	assert_int_equal(copro_lookup(c, "tiny2", &mi), COPRO_E_NOMODEL);
+	/* Loaded while the daemon serves, then unloaded mid-generation: it finishes. */
+	assert_int_equal(copro_load(c, "tiny2", path, "kv_cache_mib=2", &v, err, sizeof(err)), 0);
+	assert_int_equal(copro_lookup(c, "tiny2", &mi), 0);
+	greedy(&p, 60);
+	assert_int_equal(copro_gen_start(c, mi.handle, "q r s", 5, &p, 0, &g), 0);
+	assert_int_equal(copro_gen_next(g, &ev, 10 * SEC), 1);
+	assert_int_equal(copro_unload(c, "tiny2", &v), 0);
+	while ((ret = copro_gen_next(g, &ev, 10 * SEC)) == 1)
+		n++;
+	assert_int_equal(ret, 0);
+	assert_int_equal(ev.status, 0);
+	assert_int_equal(1 + n, 60);
+	assert_int_equal(ev.result->finish, COPRO_FINISH_LENGTH);
+	copro_gen_free(g);
+	assert_int_equal(copro_lookup(c, "tiny2", &mi), COPRO_E_NOMODEL);
+	copro_close(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -547,6 +582,7 @@ int main(void)
 		cmocka_unit_test(should_free_the_blocks_of_a_client_killed_mid_stream),
 		cmocka_unit_test(should_refuse_bad_generation_requests),
 		cmocka_unit_test(should_show_kv_and_prefix_cache_figures_in_status),
+		cmocka_unit_test(should_load_and_unload_a_language_model_at_run_time),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
