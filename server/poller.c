@@ -309,9 +309,15 @@ static int llm_has_work(struct copro_llm *l)
 {
 	if (copro_llm_has_done(l))
 		return 1;
+	/*
+	 * Progress counts only where the client's CQ can take it: one that does
+	 * not reap must not keep the poller spinning (the worker wakes us again
+	 * with its next token or its end).
+	 */
 	for (struct copro_gen_job *g = l->active; g; g = g->next)
 		if (atomic_load_explicit(&g->n_tok, memory_order_acquire) != g->posted &&
-		    !session_gone(g->s))
+		    !session_gone(g->s) &&
+		    copro_ring_space(&g->s->cq, g->s->inflight + 1) > g->s->inflight)
 			return 1;
 	return 0;
 }
