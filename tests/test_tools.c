@@ -130,10 +130,10 @@ static int stop(pid_t pid, int sig)
 static void should_print_help_and_exit_zero(void **state)
 {
 	static const char *const tools[] = { "coprod", "coproctl", "copro-bench", "copro-model",
-					     "copro-infer" };
+					     "copro-infer", "copro-gen" };
 	char out[4096];
 
-	for (unsigned int i = 0; i < 5; i++) {
+	for (unsigned int i = 0; i < sizeof(tools) / sizeof(tools[0]); i++) {
 		assert_int_equal(run(out, sizeof(out), "%s/%s --help", bindir, tools[i]), 0);
 		assert_non_null(strstr(out, "usage"));
 		assert_int_equal(run(out, sizeof(out), "%s/%s -h", bindir, tools[i]), 0);
