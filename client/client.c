@@ -161,6 +161,12 @@ const char *copro_strerror(int err)
 	case ECANCELED: return "operation cancelled";
 	case ENOTSUP: return "not supported";
 	case EFBIG: return "arena larger than the daemon allows (max_arena_mib)";
+	case E2BIG: return "prompt longer than the model's context";
+	case ERANGE: return "a value out of range (e.g. an index into a table)";
+	case EDOM: return "non-finite output (the model rejects NaN/Inf)";
+	case EILSEQ: return "input that cannot be tokenized";
+	case ENODEV: return "no such device";
+	case EIO: return "input/output error";
 	default: return "unknown error";
 	}
 }
@@ -845,8 +851,10 @@ static unsigned int reap_ring(struct copro_client *c, struct copro_cqe *out, uns
 		unsigned int k = 0;
 
 		for (unsigned int i = 0; i < n; i++) {
-			if ((out[i].user_data & GEN_TAG) && !(out[i].flags & COPRO_CQE_F_NOTIF)) {
-				gen_apply(c, &out[i]);
+			if (out[i].user_data & GEN_TAG) {
+				/* A CANCEL's acknowledgement (NOTIF) is the library's too. */
+				if (!(out[i].flags & COPRO_CQE_F_NOTIF))
+					gen_apply(c, &out[i]);
 				continue;
 			}
 			out[k++] = out[i];
@@ -1179,6 +1187,8 @@ int copro_gen_start(struct copro_client *c, uint32_t model, const void *prompt, 
 	*out = NULL;
 	if (c->dead)
 		return COPRO_E_DISCONNECTED;
+	if (!(c->sb->features & COPRO_FEAT_GENERATE))
+		return -ENOTSUP;	/* a daemon older than ABI 1.1 */
 	if (copro_ring_space(&c->sq, 1) == 0) {
 		ret = check_alive(c);
 		return ret ? ret : -EAGAIN;
