@@ -73,7 +73,8 @@ BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 CLIENT_LIBS := $(URING_LIBS) -lpthread
 KERNEL_LIBS := $(PROTOBUF_LIBS) $(BLAS_LIBS) -lm
 XXHASH_LIBS := $(shell pkg-config --libs libxxhash 2>/dev/null || echo -lxxhash)
-SERVER_LIBS := $(URING_LIBS) $(INIH_LIBS) $(XXHASH_LIBS) $(KERNEL_LIBS) -lpthread
+NUMA_LIBS := $(shell pkg-config --libs numa 2>/dev/null || echo -lnuma)
+SERVER_LIBS := $(URING_LIBS) $(INIH_LIBS) $(XXHASH_LIBS) $(NUMA_LIBS) $(KERNEL_LIBS) -lpthread
 
 all: $(LIBCOPRO_A) $(LIBCOPRO_SO) $(LIBCOPROK_A) $(COPROD) $(TOOLS) $(BUILD)/copro.pc
 build-tests: all $(TESTS) $(HELPERS)

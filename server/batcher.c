@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -440,7 +441,8 @@ int copro_batcher_start(struct copro_batcher **out, struct copro_model *m,
 		ret = -errno;
 		goto fail;
 	}
-	ret = -pthread_create(&b->thread, NULL, worker_main, b);
+	snprintf(b->placed.kind, sizeof(b->placed.kind), "batcher");
+	ret = copro_place_spawn(&b->thread, &m->place, "copro-batch", &b->placed, worker_main, b);
 	if (ret)
 		goto fail;
 	*out = b;

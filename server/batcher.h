@@ -22,6 +22,7 @@
 
 #include "config.h"
 #include "jring.h"
+#include "placement.h"
 
 struct copro_job;
 struct copro_model;
@@ -65,6 +66,8 @@ struct copro_batcher {
 	/* how the worker wakes the poller */
 	int poller_efd;
 	_Atomic uint32_t *poller_sleeping;
+
+	struct copro_placed placed;	/* where the worker runs (its model's place) */
 
 	/* statistics, written by the worker */
 	_Atomic uint64_t batches, rows, expired;

@@ -27,6 +27,7 @@ void copro_config_defaults(struct copro_config *cfg)
 	cfg->spin_us = 50;
 	cfg->heartbeat_ms = 100;
 	cfg->log_level = COPRO_LOG_INFO;
+	cfg->numa = COPRO_NUMA_AUTO;
 }
 
 int copro_idle_parse(const char *s)
@@ -65,6 +66,50 @@ static int parse_uint(const char *s, int base, uint64_t lo, uint64_t hi, uint64_
 		return -EINVAL;
 	*out = v;
 	return 0;
+}
+
+int copro_numa_parse(const char *s, int32_t *out)
+{
+	uint64_t v;
+
+	if (!strcmp(s, "auto")) {
+		*out = COPRO_NUMA_AUTO;
+		return 0;
+	}
+	if (!strcmp(s, "off")) {
+		*out = COPRO_NUMA_OFF;
+		return 0;
+	}
+	if (parse_uint(s, 10, 0, COPRO_NUMA_MAX_NODE, &v))
+		return -EINVAL;
+	*out = (int32_t)v;
+	return 0;
+}
+
+const char *copro_numa_name(int32_t numa, char *buf, size_t len)
+{
+	if (numa == COPRO_NUMA_AUTO)
+		return "auto";
+	if (numa == COPRO_NUMA_OFF)
+		return "off";
+	if (numa == COPRO_NUMA_INHERIT)
+		return "inherit";
+	snprintf(buf, len, "%d", (int)numa);
+	return buf;
+}
+
+/*
+ * Checks a device name: "auto", "cpu" or "cuda:N" with N in 0..255.
+ * Whether the device exists is for the model's load to say.
+ */
+static int device_valid(const char *s)
+{
+	uint64_t v;
+
+	if (!strcmp(s, "auto") || !strcmp(s, "cpu"))
+		return 1;
+	return !strncmp(s, "cuda:", 5) && s[5] >= '0' && s[5] <= '9' &&
+	       !parse_uint(s + 5, 10, 0, 255, &v);
 }
 
 /* Parses "1000, 1001 ,0" into ids; an empty string clears the list. */
@@ -132,6 +177,8 @@ int copro_config_set(struct copro_config *cfg, const char *key, const char *valu
 		if (r < 0)
 			return r;
 		cfg->log_level = r;
+	} else if (!strcmp(key, "numa")) {
+		return copro_numa_parse(value, &cfg->numa);
 	} else {
 		return -ENOENT;
 	}
@@ -144,6 +191,8 @@ void copro_model_config_defaults(struct copro_model_config *m, const char *name)
 	snprintf(m->name, sizeof(m->name), "%s", name);
 	m->max_batch = 64;
 	m->queue_depth = 1024;
+	m->numa = COPRO_NUMA_INHERIT;
+	snprintf(m->device, sizeof(m->device), "auto");
 }
 
 int copro_model_config_set(struct copro_model_config *m, const char *key, const char *value)
@@ -213,6 +262,12 @@ int copro_model_config_set(struct copro_model_config *m, const char *key, const 
 		if (parse_uint(value, 10, 0, 1, &v))
 			return -EINVAL;
 		m->reject_nonfinite = (uint32_t)v;
+	} else if (!strcmp(key, "numa")) {
+		return copro_numa_parse(value, &m->numa);
+	} else if (!strcmp(key, "device")) {
+		if (!device_valid(value))
+			return -EINVAL;
+		snprintf(m->device, sizeof(m->device), "%s", value);
 	} else {
 		return -ENOENT;
 	}

@@ -5,6 +5,7 @@
 #ifndef COPRO_CONFIG_H
 #define COPRO_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -15,6 +16,12 @@
 #define COPRO_CFG_MAX_IDS	32
 #define COPRO_CFG_MAX_MODELS	32
 #define COPRO_CFG_MAX_PREFERRED	8
+
+/* `numa` settings: a node number >= 0, or one of these. */
+#define COPRO_NUMA_OFF		(-1)	/* no placement */
+#define COPRO_NUMA_AUTO		(-2)	/* the node of the worker's device */
+#define COPRO_NUMA_INHERIT	(-3)	/* a model's default: the [server] setting */
+#define COPRO_NUMA_MAX_NODE	1023
 
 /* A [model.NAME] section: an ONNX tensor model or a GGUF language model. */
 struct copro_model_config {
@@ -34,6 +41,9 @@ struct copro_model_config {
 	uint32_t max_batched_tokens;	/* tokens per forward step, default 512 */
 	uint32_t max_seqs;		/* sequences running at once, default 64 */
 	uint32_t context;		/* context length, default the model's */
+	/* Placement (placement.h). */
+	int32_t numa;			/* COPRO_NUMA_*, or a node; default inherit */
+	char device[16];		/* "auto" (default), "cpu" or "cuda:N" */
 	int line;			/* where the section starts, for messages */
 };
 
@@ -50,6 +60,7 @@ struct copro_config {
 	uint32_t spin_us;
 	uint32_t heartbeat_ms;
 	int log_level;
+	int32_t numa;			/* COPRO_NUMA_AUTO (default), _OFF or a node */
 	uint32_t n_models;
 	struct copro_model_config models[COPRO_CFG_MAX_MODELS];
 	char errmsg[256];		/* why copro_config_load failed */
@@ -78,6 +89,14 @@ int copro_model_config_set(struct copro_model_config *m, const char *key, const 
 /* Parses "spin|yield|sleep"; returns COPRO_IDLE_SRV_* or -EINVAL. */
 int copro_idle_parse(const char *s);
 const char *copro_idle_name(uint32_t idle);
+
+/*
+ * Parses a `numa` value: "auto", "off" or a node number 0..COPRO_NUMA_MAX_NODE
+ * into *out (COPRO_NUMA_AUTO, COPRO_NUMA_OFF or the node). Returns 0 or -EINVAL.
+ */
+int copro_numa_parse(const char *s, int32_t *out);
+/* Formats a `numa` setting back: "auto", "off", "inherit" or the node. */
+const char *copro_numa_name(int32_t numa, char *buf, size_t len);
 
 /* Whether a peer with these credentials may connect / administer. */
 int copro_config_allows(const struct copro_config *cfg, uid_t uid, gid_t gid);

@@ -417,13 +417,26 @@ fail:
 	return ret;
 }
 
+void copro_llm_place(struct copro_llm *l, const struct copro_place *p)
+{
+	struct copro_kvc *kvc = copro_sched_kvc(l->sched);
+	int ret;
+
+	l->place = *p;
+	/* The pool is mapped lazily and nothing has run: no page is there yet. */
+	ret = copro_place_memory(p, kvc->mem, kvc->mem_bytes);
+	if (ret)
+		log_warn("KV cache: cannot bind to node %d: %s", p->node, strerror(-ret));
+}
+
 int copro_llm_start(struct copro_llm *l, int poller_efd, _Atomic uint32_t *poller_sleeping)
 {
 	int ret;
 
 	l->poller_efd = poller_efd;
 	l->poller_sleeping = poller_sleeping;
-	ret = -pthread_create(&l->thread, NULL, worker_main, l);
+	snprintf(l->placed.kind, sizeof(l->placed.kind), "llm");
+	ret = copro_place_spawn(&l->thread, &l->place, "copro-llm", &l->placed, worker_main, l);
 	if (!ret)
 		l->started = 1;
 	return ret;

@@ -25,6 +25,7 @@
 #include "config.h"
 #include "copro_abi.h"
 #include "jring.h"
+#include "placement.h"
 
 struct copro_llama;
 struct copro_sched;
@@ -84,6 +85,9 @@ struct copro_llm {
 	_Atomic uint64_t kv_hit_blocks, kv_q_blocks;
 	uint32_t ctx;
 	uint32_t block_tokens;
+
+	struct copro_place place;	/* set by copro_llm_place() before the start */
+	struct copro_placed placed;	/* what the worker's placement came to */
 };
 
 /* Whether path starts with the GGUF magic (a language model). */
@@ -96,6 +100,12 @@ int copro_llm_is_gguf(const char *path);
  */
 int copro_llm_load(const struct copro_model_config *mc, struct copro_llm **out, char *err,
 		   size_t errlen);
+/*
+ * Places a loaded model before its worker starts: keeps p for the worker
+ * and binds the KV pool's storage, untouched so far, to p's node. A bind
+ * that fails is logged; the pool works wherever its pages land.
+ */
+void copro_llm_place(struct copro_llm *l, const struct copro_place *p);
 /* Starts the worker; it wakes the poller through poller_efd when it sleeps. */
 int copro_llm_start(struct copro_llm *l, int poller_efd, _Atomic uint32_t *poller_sleeping);
 /* Stops the worker (jobs it holds end as cancelled and are handed back). */

@@ -230,12 +230,18 @@ static int load_model(struct copro_server *srv, const struct copro_model_config 
 		goto release;
 	}
 	m->cfg = *mc;
+	/* Placement first: a device that does not exist is refused before the file is read. */
+	ret = copro_place_resolve(mc->numa == COPRO_NUMA_INHERIT ? srv->cfg.numa : mc->numa,
+				  mc->device, &m->place, err, errlen);
+	if (ret)
+		goto release;
 	if (copro_llm_is_gguf(mc->path)) {
 		struct copro_llm *llm;
 
 		ret = copro_llm_load(mc, &llm, err, errlen);
 		if (ret)
 			goto release;
+		copro_llm_place(llm, &m->place);
 		copro_registry_set_llm(m, llm);
 	} else {
 		ret = copro_tmodel_load(mc, &tm, err, errlen);
@@ -251,6 +257,17 @@ static int load_model(struct copro_server *srv, const struct copro_model_config 
 		goto release;
 	}
 	m->loaded_ns = now_ns();
+	{
+		char nb[16], node[16];
+		int32_t numa = mc->numa == COPRO_NUMA_INHERIT ? srv->cfg.numa : mc->numa;
+
+		snprintf(node, sizeof(node), "%d", m->place.node);
+		log_info("model %s: numa %s, device %s%s, node %s, cpus %s", mc->name,
+			 copro_numa_name(numa, nb, sizeof(nb)), m->place.device,
+			 strcmp(mc->device, "auto") ? "" : " (auto: no GPU backend)",
+			 m->place.node >= 0 ? node : "none",
+			 m->place.node >= 0 ? m->place.cpulist : "any");
+	}
 	copro_registry_publish(&srv->reg, m, &old);
 	if (old)
 		*replaced = old->version;
@@ -327,7 +344,7 @@ static int do_hello(struct copro_server *srv, struct copro_session *s, size_t n)
 	if (ret)
 		return reply_error(s, COPRO_MSG_HELLO, h->hdr.seq, -EINVAL,
 				   "bad ring or arena sizes");
-	ret = copro_session_region(s, &lay, srv->epoch, SERVER_FEATURES);
+	ret = copro_session_region(s, &lay, srv->epoch, SERVER_FEATURES, &srv->poller.place);
 	if (ret) {
 		snprintf(why, sizeof(why), "cannot create region: %s", strerror(-ret));
 		return reply_error(s, COPRO_MSG_HELLO, h->hdr.seq, -ENOMEM, why);
@@ -418,6 +435,37 @@ bprintf(char *buf, size_t cap, size_t *len, const char *fmt, ...)
 	va_end(ap);
 	if (n > 0)
 		*len = *len + (size_t)n < cap ? *len + (size_t)n : cap;
+}
+
+/*
+ * Appends one "worker" line per thread that serves: the poller, then each
+ * model's batching or generation worker, with where it was placed and
+ * what the thread read back of its CPUs and memory policy.
+ */
+static void status_workers(struct copro_server *srv, char *text, size_t cap, size_t *len)
+{
+	char where[192];
+
+	copro_place_format(&srv->poller.place, &srv->poller.placed, where, sizeof(where));
+	bprintf(text, cap, len, "worker kind=poller tid=%d model=- %s\n",
+		(int)srv->poller.placed.tid, where);
+	for (uint32_t i = 0, nm = copro_registry_slots(&srv->reg); i < nm; i++) {
+		struct copro_model *m = &srv->reg.models[i];
+		uint32_t st = atomic_load(&m->state);
+		const struct copro_placed *pl;
+
+		if (st == COPRO_MODEL_FREE || st == COPRO_MODEL_LOADING)
+			continue;
+		if (m->batcher)
+			pl = &m->batcher->placed;
+		else if (m->llm && m->llm->started)
+			pl = &m->llm->placed;
+		else
+			continue;	/* a built-in model runs on the poller */
+		copro_place_format(&m->place, pl, where, sizeof(where));
+		bprintf(text, cap, len, "worker kind=%s tid=%d model=%s version=%u %s\n",
+			pl->kind, (int)pl->tid, m->name, m->version, where);
+	}
 }
 
 static int do_status(struct copro_server *srv, struct copro_session *s)
@@ -523,6 +571,7 @@ static int do_status(struct copro_server *srv, struct copro_session *s)
 		}
 		bprintf(text, cap, &len, "\n");
 	}
+	status_workers(srv, text, cap, &len);
 	if (len >= cap)
 		len = cap - 1;
 	text[len] = '\0';
@@ -965,8 +1014,26 @@ int copro_server_init(struct copro_server *srv)
 		log_err("io_uring: %s", strerror(-ret));
 		return ret;
 	}
-	ret = copro_poller_start(&srv->poller, &srv->reg, srv->cfg.idle, srv->cfg.spin_us,
-				 srv->notify_efd);
+	{
+		struct copro_place place;
+		char err[160];
+
+		/* The data plane and the clients' regions: the server's node for the CPU. */
+		ret = copro_place_resolve(srv->cfg.numa, "cpu", &place, err, sizeof(err));
+		if (ret) {
+			log_err("%s", err);
+			goto fail_ring;
+		}
+		if (place.node >= 0)
+			log_info("poller: numa %s, node %d, cpus %s",
+				 copro_numa_name(srv->cfg.numa, err, sizeof(err)), place.node,
+				 place.cpulist);
+		else
+			log_info("poller: numa %s, not placed",
+				 copro_numa_name(srv->cfg.numa, err, sizeof(err)));
+		ret = copro_poller_start(&srv->poller, &srv->reg, srv->cfg.idle, srv->cfg.spin_us,
+					 srv->notify_efd, &place);
+	}
 	if (ret) {
 		log_err("poller: %s", strerror(-ret));
 		goto fail_ring;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -854,13 +855,15 @@ static void *poller_main(void *arg)
 }
 
 int copro_poller_start(struct copro_poller *p, struct copro_registry *reg, uint32_t idle,
-		       uint32_t spin_us, int notify_efd)
+		       uint32_t spin_us, int notify_efd, const struct copro_place *place)
 {
 	int ret;
 
 	memset(p, 0, sizeof(*p));
 	p->reg = reg;
 	p->notify_efd = notify_efd;
+	p->place = *place;
+	snprintf(p->placed.kind, sizeof(p->placed.kind), "poller");
 	atomic_store(&p->idle, idle);
 	atomic_store(&p->spin_ns, spin_us * 1000U);
 	pthread_mutex_init(&p->lock, NULL);
@@ -872,7 +875,7 @@ int copro_poller_start(struct copro_poller *p, struct copro_registry *reg, uint3
 		close(p->efd);
 		return ret;
 	}
-	ret = -pthread_create(&p->thread, NULL, poller_main, p);
+	ret = copro_place_spawn(&p->thread, &p->place, "copro-poller", &p->placed, poller_main, p);
 	if (ret) {
 		io_uring_queue_exit(&p->ring);
 		close(p->efd);

@@ -18,6 +18,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "placement.h"
+
 struct copro_session;
 struct copro_registry;
 struct copro_config;
@@ -50,13 +52,20 @@ struct copro_poller {
 	uint32_t n_sessions, cap_sessions;
 	uint32_t wakes_queued;
 
+	/* where it runs: resolved by the loop, read back by the thread at its start */
+	struct copro_place place;
+	struct copro_placed placed;
+
 	/* statistics, read by the loop */
 	_Atomic uint64_t passes, sleeps, wakeups_sent, completed;
 };
 
-/* Starts the poller thread over reg. Returns 0 or -errno. */
+/*
+ * Starts the poller thread over reg, placed with place (the clients'
+ * regions are bound to the same node). Returns 0 or -errno.
+ */
 int copro_poller_start(struct copro_poller *p, struct copro_registry *reg, uint32_t idle,
-		       uint32_t spin_us, int notify_efd);
+		       uint32_t spin_us, int notify_efd, const struct copro_place *place);
 /*
  * Gives a tensor model in a LOADING slot its batching worker and, when
  * m->cfg asks for one, its response cache, before it is published (event

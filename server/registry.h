@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "placement.h"
 #include "proto.h"
 
 struct copro_job;
@@ -58,6 +59,7 @@ struct copro_model {
 	struct copro_cache *cache;	/* response cache, or NULL */
 	struct copro_llm *llm;		/* language model, or NULL */
 	struct copro_model_config cfg;	/* how it was loaded (tensor models) */
+	struct copro_place place;	/* where its worker runs (set before it starts) */
 	uint64_t loaded_ns;		/* CLOCK_MONOTONIC when it began serving */
 	struct copro_tensor_sig sig[COPRO_MAX_TENSORS];
 	/*

@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "session.h"
 
 struct copro_session *copro_session_new(int sock, uint64_t id)
@@ -26,7 +27,7 @@ struct copro_session *copro_session_new(int sock, uint64_t id)
 }
 
 int copro_session_region(struct copro_session *s, const struct copro_layout *l,
-			 uint64_t epoch, uint64_t features)
+			 uint64_t epoch, uint64_t features, const struct copro_place *place)
 {
 	char name[32];
 	int ret;
@@ -48,6 +49,15 @@ int copro_session_region(struct copro_session *s, const struct copro_layout *l,
 		s->base = NULL;
 		goto fail_errno;
 	}
+	/*
+	 * Before the first write below: ftruncate only sized the file, so no
+	 * page of it exists yet. The policy is the file's own (shmem keeps a
+	 * shared policy), so the client's faults land on the node too.
+	 */
+	ret = copro_place_memory(place, s->base, l->region_size);
+	if (ret)
+		log_warn("client %llu: cannot bind its region to node %d: %s",
+			 (unsigned long long)s->id, place->node, strerror(-ret));
 	s->size = l->region_size;
 	s->lay = *l;
 	s->sb = (struct copro_sb *)s->base;

@@ -16,6 +16,7 @@
 #include <sys/types.h>
 
 #include "layout.h"
+#include "placement.h"
 #include "ring.h"
 
 struct copro_session {
@@ -60,10 +61,12 @@ struct copro_session *copro_session_new(int sock, uint64_t id);
  * Creates the client's region for layout l: a sealed memfd (it can be neither
  * shrunk nor grown, so mapping it can never SIGBUS the server), the
  * superblock filled in and its magic published last, and two non-blocking
- * doorbell eventfds. Returns 0 or -errno; on failure nothing is left behind.
+ * doorbell eventfds. The region's memory is bound to place's node (the
+ * poller's, which serves it) before its first page is touched; place may
+ * be NULL. Returns 0 or -errno; on failure nothing is left behind.
  */
 int copro_session_region(struct copro_session *s, const struct copro_layout *l,
-			 uint64_t epoch, uint64_t features);
+			 uint64_t epoch, uint64_t features, const struct copro_place *place);
 
 /* Releases the region, every fd (socket included) and the session itself. */
 void copro_session_free(struct copro_session *s);

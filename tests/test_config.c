@@ -462,6 +462,66 @@ static void should_apply_rules_loaded_from_file(void **state)
 	assert_false(copro_config_is_admin(&cfg, 1001));
 }
 
+/* ---- placement: numa and device ------------------------------------------------ */
+
+static void should_default_numa_to_auto_and_models_to_the_server(void **state)
+{
+	struct copro_config cfg;
+
+	assert_int_equal(load_text(&cfg, "[model.m]\npath = /x\n"), 0);
+	assert_int_equal(cfg.numa, COPRO_NUMA_AUTO);
+	assert_int_equal(cfg.models[0].numa, COPRO_NUMA_INHERIT);
+	assert_string_equal(cfg.models[0].device, "auto");
+}
+
+static void should_parse_numa_and_device_keys(void **state)
+{
+	struct copro_config cfg;
+
+	assert_int_equal(load_text(&cfg, "[server]\nnuma = 0\n"
+				   "[model.a]\npath = /a\nnuma = off\ndevice = cpu\n"
+				   "[model.b]\npath = /b\nnuma = auto\ndevice = cuda:1\n"
+				   "[model.c]\npath = /c\nnuma = 1023\n"), 0);
+	assert_int_equal(cfg.numa, 0);
+	assert_int_equal(cfg.models[0].numa, COPRO_NUMA_OFF);
+	assert_string_equal(cfg.models[0].device, "cpu");
+	assert_int_equal(cfg.models[1].numa, COPRO_NUMA_AUTO);
+	/* Parsed and kept: whether cuda:1 exists is for the load to say. */
+	assert_string_equal(cfg.models[1].device, "cuda:1");
+	assert_int_equal(cfg.models[2].numa, 1023);
+	assert_int_equal(load_text(&cfg, "[server]\nnuma = off\n"), 0);
+	assert_int_equal(cfg.numa, COPRO_NUMA_OFF);
+}
+
+static void should_reject_bad_numa_and_device_values(void **state)
+{
+	expect_error("[server]\nnuma = 1024\n", 2, "numa");
+	expect_error("[server]\nnuma = -1\n", 2, "numa");
+	expect_error("[server]\nnuma = yes\n", 2, "numa");
+	expect_error("[server]\nnuma =\n", 2, "numa");
+	expect_error("[model.m]\npath = /x\nnuma = 0x1\n", 3, "numa");
+	expect_error("[model.m]\npath = /x\ndevice = gpu\n", 3, "device");
+	expect_error("[model.m]\npath = /x\ndevice = cuda:\n", 3, "device");
+	expect_error("[model.m]\npath = /x\ndevice = cuda:256\n", 3, "device");
+	expect_error("[model.m]\npath = /x\ndevice = cuda:-1\n", 3, "device");
+	/* device is a model key only: the poller always runs on the CPU. */
+	expect_error("[server]\ndevice = cpu\n", 2, "device");
+}
+
+static void should_name_numa_settings(void **state)
+{
+	char buf[16];
+	int32_t v;
+
+	assert_string_equal(copro_numa_name(COPRO_NUMA_AUTO, buf, sizeof(buf)), "auto");
+	assert_string_equal(copro_numa_name(COPRO_NUMA_OFF, buf, sizeof(buf)), "off");
+	assert_string_equal(copro_numa_name(COPRO_NUMA_INHERIT, buf, sizeof(buf)), "inherit");
+	assert_string_equal(copro_numa_name(7, buf, sizeof(buf)), "7");
+	assert_int_equal(copro_numa_parse("7", &v), 0);
+	assert_int_equal(v, 7);
+	assert_int_equal(copro_numa_parse("inherit", &v), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -497,6 +557,10 @@ int main(void)
 		cmocka_unit_test(should_allow_listed_gids),
 		cmocka_unit_test(should_make_listed_uids_admins),
 		cmocka_unit_test(should_apply_rules_loaded_from_file),
+		cmocka_unit_test(should_default_numa_to_auto_and_models_to_the_server),
+		cmocka_unit_test(should_parse_numa_and_device_keys),
+		cmocka_unit_test(should_reject_bad_numa_and_device_values),
+		cmocka_unit_test(should_name_numa_settings),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
