@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test program under $BUILD/tests and prints one closing line:
 # "tests: N passed, M failed, K skipped". Exits non-zero on any failure.
+# COPRO_TESTS='test_cuda*' runs only the programs that glob matches.
 set -u
 BUILD=${BUILD:-build}
 export COPRO_COPROD=${COPRO_COPROD:-$BUILD/bin/coprod}
 export COPRO_SRCDIR=${COPRO_SRCDIR:-.}
 export COPRO_SHARED=${COPRO_SHARED:-../shared}
 pass=0 fail=0 skip=0 bad=""
-for t in "$BUILD"/tests/test_*; do
+for t in "$BUILD"/tests/${COPRO_TESTS:-test_*}; do
 	[ -x "$t" ] || continue
 	name=$(basename "$t")
 	log=$(mktemp)
