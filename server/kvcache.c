@@ -189,8 +189,41 @@ static void block_put(struct copro_kvc *kvc, uint32_t b)
 
 /* ---- the pool ------------------------------------------------------------ */
 
+static int kvc_create(struct copro_kvc **out, const struct copro_kv_geom *g, size_t bytes,
+		      const struct copro_kv_view *ext, char *err, size_t errlen);
+
 int copro_kvc_create(struct copro_kvc **out, const struct copro_kv_geom *g, size_t bytes,
 		     char *err, size_t errlen)
+{
+	return kvc_create(out, g, bytes, NULL, err, errlen);
+}
+
+int copro_kvc_create_external(struct copro_kvc **out, const struct copro_kv_geom *g,
+			      const struct copro_kv_view *view,
+			      int (*copy)(void *ctx, uint32_t dst, uint32_t src), void *copy_ctx,
+			      char *err, size_t errlen)
+{
+	int ret;
+
+	if (!view || !copy || view->n_blocks < 1) {
+		seterr(err, errlen, "external KV storage without blocks or a copy function");
+		return -EINVAL;
+	}
+	ret = kvc_create(out, g, (size_t)view->n_blocks * copro_kvc_block_bytes(g), view, err,
+			 errlen);
+	if (!ret) {
+		(*out)->copy = copy;
+		(*out)->copy_ctx = copy_ctx;
+	}
+	return ret;
+}
+
+/*
+ * Makes a pool of bytes / block size blocks: over fresh anonymous memory, or
+ * over ext, storage someone else owns (a GPU's), whose blocks we only count.
+ */
+static int kvc_create(struct copro_kvc **out, const struct copro_kv_geom *g, size_t bytes,
+		      const struct copro_kv_view *ext, char *err, size_t errlen)
 {
 	struct copro_kvc *kvc;
 	size_t block_bytes, bf, n, map;
@@ -227,23 +260,27 @@ int copro_kvc_create(struct copro_kvc **out, const struct copro_kv_geom *g, size
 		goto nomem;
 	kvc->geom = *g;
 	kvc->n_blocks = (uint32_t)n;
-	kvc->mem_bytes = n * block_bytes;
-	kvc->mem = mmap(NULL, kvc->mem_bytes, PROT_READ | PROT_WRITE,
-			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (kvc->mem == MAP_FAILED) {
-		kvc->mem = NULL;
-		goto nomem_kvc;
+	if (!ext) {
+		kvc->mem_bytes = n * block_bytes;
+		kvc->mem = mmap(NULL, kvc->mem_bytes, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (kvc->mem == MAP_FAILED) {
+			kvc->mem = NULL;
+			goto nomem_kvc;
+		}
+		/* advice only: a kernel without transparent huge pages still works */
+		(void)madvise(kvc->mem, kvc->mem_bytes, MADV_HUGEPAGE);
 	}
-	/* advice only: a kernel without transparent huge pages still works */
-	(void)madvise(kvc->mem, kvc->mem_bytes, MADV_HUGEPAGE);
 	kvc->blocks = malloc(n * sizeof(*kvc->blocks));
 	kvc->tokens = malloc(n * g->block_tokens * sizeof(*kvc->tokens));
 	kvc->buckets = malloc(map * sizeof(*kvc->buckets));
 	kvc->hbuf = malloc(16 + (size_t)g->block_tokens * sizeof(int32_t));
 	if (!kvc->blocks || !kvc->tokens || !kvc->buckets || !kvc->hbuf)
 		goto nomem_arrays;
-	ret = copro_kv_view_init(&kvc->view, g, kvc->mem, (float *)kvc->mem + n * bf,
-				 (uint32_t)n);
+	if (ext)
+		kvc->view = *ext;
+	ret = ext ? 0 : copro_kv_view_init(&kvc->view, g, kvc->mem, (float *)kvc->mem + n * bf,
+					   (uint32_t)n);
 	if (ret)
 		goto fail_arrays;
 	kvc->map_mask = (uint32_t)(map - 1);
@@ -266,7 +303,8 @@ fail_arrays:
 	free(kvc->buckets);
 	free(kvc->tokens);
 	free(kvc->blocks);
-	munmap(kvc->mem, kvc->mem_bytes);
+	if (kvc->mem)
+		munmap(kvc->mem, kvc->mem_bytes);
 	free(kvc);
 	seterr(err, errlen, "KV cache of %zu blocks: %s", n, strerror(-ret));
 	return ret;
@@ -411,8 +449,13 @@ int copro_kvc_seq_append(struct copro_kvc *kvc, struct copro_kvc_seq *seq, uint3
 		uint32_t b = block_alloc(kvc);
 		size_t bytes = kv->block_stride * sizeof(float);
 
-		memcpy(kv->k + b * kv->block_stride, kv->k + old * kv->block_stride, bytes);
-		memcpy(kv->v + b * kv->block_stride, kv->v + old * kv->block_stride, bytes);
+		if (kvc->copy) {
+			/* Device storage: its owner copies (a failure shows in its next step). */
+			kvc->copy(kvc->copy_ctx, b, old);
+		} else {
+			memcpy(kv->k + b * kv->block_stride, kv->k + old * kv->block_stride, bytes);
+			memcpy(kv->v + b * kv->block_stride, kv->v + old * kv->block_stride, bytes);
+		}
 		kvc->blocks[b].fill = kvc->blocks[old].fill;
 		seq->table[seq->n_blocks - 1] = b;
 		block_put(kvc, old);

@@ -72,6 +72,9 @@ struct copro_kvc {
 	uint64_t q_tokens, hit_tokens;	/* prompt tokens looked up / found */
 	uint64_t q_blocks, hit_blocks;	/* full prompt blocks eligible / found */
 	uint64_t evictions, cow_copies;
+	/* External storage (a GPU's): copy-on-write goes through its owner. */
+	int (*copy)(void *ctx, uint32_t dst, uint32_t src);
+	void *copy_ctx;
 };
 
 /*
@@ -108,6 +111,15 @@ struct copro_kvc_stats {
  */
 int copro_kvc_create(struct copro_kvc **out, const struct copro_kv_geom *g, size_t bytes,
 		     char *err, size_t errlen);
+/*
+ * The same over storage someone else owns and laid out as view says (device
+ * memory: the pool never touches it, and copy-on-write calls copy(ctx, dst,
+ * src) to copy a block in every layer). view->n_blocks blocks.
+ */
+int copro_kvc_create_external(struct copro_kvc **out, const struct copro_kv_geom *g,
+			      const struct copro_kv_view *view,
+			      int (*copy)(void *ctx, uint32_t dst, uint32_t src), void *copy_ctx,
+			      char *err, size_t errlen);
 void copro_kvc_destroy(struct copro_kvc *kvc);
 
 /* Bytes one block takes (K and V); 0 on a zero field or overflow. */

@@ -20,6 +20,7 @@
 #include "ring.h"
 #include "llm/llama.h"
 #include "llm/tokenizer.h"
+#include "cuda/cuda.h"
 
 #define WORKER_SPIN_NS	50000ULL
 #define STATS_EVERY_NS	5000000ULL
@@ -361,8 +362,19 @@ static void *worker_main(void *arg)
 
 /* ---- life ----------------------------------------------------------------------------- */
 
-int copro_llm_load(const struct copro_model_config *mc, struct copro_llm **out, char *err,
-		   size_t errlen)
+/* The CUDA backend under the scheduler: forward steps and block copies on the device. */
+static int cuda_forward(void *ctx, const struct copro_llama_batch *b, float *logits)
+{
+	return copro_llama_cuda_forward(ctx, b, logits);
+}
+
+static int cuda_copy(void *ctx, uint32_t dst, uint32_t src)
+{
+	return copro_llama_cuda_kv_copy(ctx, dst, src);
+}
+
+int copro_llm_load(const struct copro_model_config *mc, int device, struct copro_llm **out,
+		   char *err, size_t errlen)
 {
 	struct copro_llm_opts o = {
 		.block_tokens = mc->block_tokens,
@@ -384,6 +396,28 @@ int copro_llm_load(const struct copro_model_config *mc, struct copro_llm **out, 
 	ret = copro_llama_load(mc->path, &l->m, err, errlen);
 	if (ret)
 		goto fail;
+	if (device >= 0) {
+		struct copro_llama_cuda_opts co = {
+			.block_tokens = mc->block_tokens,
+			.max_tokens = mc->max_batched_tokens,
+			.max_ctx = mc->context,
+			/* kv_cache_mib given: that; else a share of the device's free memory */
+			.kv_bytes = (uint64_t)mc->kv_cache_mib << 20,
+		};
+
+		ret = copro_llama_cuda_load(l->m, device, &co, &l->cuda, err, errlen);
+		if (ret)
+			goto fail;
+		snprintf(l->device, sizeof(l->device), "cuda:%d", device & 0xff);
+		l->backend.name = l->device;
+		l->backend.ctx = l->cuda;
+		l->backend.forward = cuda_forward;
+		l->backend.copy = cuda_copy;
+		copro_llama_cuda_kv(l->cuda, NULL, &l->backend.view);
+		o.backend = &l->backend;
+	} else {
+		snprintf(l->device, sizeof(l->device), "cpu");
+	}
 	ret = copro_sched_new(l->m, &o, &sched_ops, &l->sched, err, errlen);
 	if (ret)
 		goto fail;
@@ -458,6 +492,7 @@ void copro_llm_free(struct copro_llm *l)
 		return;
 	copro_llm_join(l);
 	copro_sched_free(l->sched);
+	copro_llama_cuda_free(l->cuda);
 	copro_llama_free(l->m);
 	if (l->efd >= 0)
 		close(l->efd);

@@ -25,9 +25,11 @@
 #include "config.h"
 #include "copro_abi.h"
 #include "jring.h"
+#include "llmsched.h"
 #include "placement.h"
 
 struct copro_llama;
+struct copro_llama_cuda;
 struct copro_sched;
 struct copro_seq;
 struct copro_session;
@@ -88,6 +90,9 @@ struct copro_llm {
 
 	struct copro_place place;	/* set by copro_llm_place() before the start */
 	struct copro_placed placed;	/* what the worker's placement came to */
+	char device[16];		/* "cpu" or "cuda:N" */
+	struct copro_llama_cuda *cuda;	/* the GPU backend, or NULL */
+	struct copro_llm_backend backend;
 };
 
 /* Whether path starts with the GGUF magic (a language model). */
@@ -96,10 +101,12 @@ int copro_llm_is_gguf(const char *path);
 /*
  * Loads the GGUF model of mc and builds its scheduler and KV pool
  * (kv_cache_mib, block_tokens, max_batched_tokens, max_seqs, context,
- * queue_depth). Returns 0 or a negative code with a reason in err.
+ * queue_depth): on the CPU when device < 0, else on CUDA device `device`
+ * (weights and KV pool in device memory; kv_cache_mib 0 there takes a share
+ * of the free memory). Returns 0 or a negative code with a reason in err.
  */
-int copro_llm_load(const struct copro_model_config *mc, struct copro_llm **out, char *err,
-		   size_t errlen);
+int copro_llm_load(const struct copro_model_config *mc, int device, struct copro_llm **out,
+		   char *err, size_t errlen);
 /*
  * Places a loaded model before its worker starts: keeps p for the worker
  * and binds the KV pool's storage, untouched so far, to p's node. A bind

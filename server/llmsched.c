@@ -152,7 +152,11 @@ int copro_sched_new(struct copro_llama *m, const struct copro_llm_opts *opts,
 	if (s->o.max_seqs > s->o.max_batched_tokens)
 		s->o.max_seqs = s->o.max_batched_tokens;
 	copro_llama_kv_geom(m, s->o.block_tokens, &g);
-	ret = copro_kvc_create(&s->kvc, &g, (size_t)s->o.kv_cache_mib << 20, err, errlen);
+	if (s->o.backend)
+		ret = copro_kvc_create_external(&s->kvc, &g, &s->o.backend->view,
+						s->o.backend->copy, s->o.backend->ctx, err, errlen);
+	else
+		ret = copro_kvc_create(&s->kvc, &g, (size_t)s->o.kv_cache_mib << 20, err, errlen);
 	if (ret)
 		goto fail;
 	/* One sequence of the whole context must fit, or some request never could. */
@@ -167,9 +171,11 @@ int copro_sched_new(struct copro_llama *m, const struct copro_llm_opts *opts,
 		goto fail;
 	}
 	s->watermark = (uint32_t)((uint64_t)s->kvc->n_blocks * s->o.watermark_pct / 100);
-	ret = copro_llama_ctx_new(m, s->o.max_batched_tokens, s->max_ctx, &s->ctx);
-	if (ret)
-		goto nomem;
+	if (!s->o.backend) {
+		ret = copro_llama_ctx_new(m, s->o.max_batched_tokens, s->max_ctx, &s->ctx);
+		if (ret)
+			goto nomem;
+	}
 	ret = copro_sample_scratch_init(&s->scratch, vocab);
 	if (ret)
 		goto nomem;
@@ -618,7 +624,10 @@ int copro_sched_step(struct copro_sched *s)
 	b.pos = s->b_pos;
 	b.tables = s->b_tables;
 	b.want = s->b_want;
-	ret = copro_llama_forward(s->ctx, copro_kvc_view(s->kvc), &b, s->logits);
+	if (s->o.backend)
+		ret = s->o.backend->forward(s->o.backend->ctx, &b, s->logits);
+	else
+		ret = copro_llama_forward(s->ctx, copro_kvc_view(s->kvc), &b, s->logits);
 	if (ret) {
 		for (uint32_t i = 0; i < n_seq; i++) {
 			s->sched[i]->error = ret;

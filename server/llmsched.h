@@ -40,6 +40,19 @@
 
 #define COPRO_SEQ_STOP_IDS	8
 
+/*
+ * Where the forward pass runs when not on the CPU (a GPU): it owns the KV
+ * storage, laid out as view says (device pointers), which the scheduler's
+ * block pool only counts; copy copies a block for copy-on-write.
+ */
+struct copro_llm_backend {
+	const char *name;		/* "cuda:0" */
+	void *ctx;
+	int (*forward)(void *ctx, const struct copro_llama_batch *b, float *logits);
+	int (*copy)(void *ctx, uint32_t dst, uint32_t src);
+	struct copro_kv_view view;	/* view.n_blocks blocks */
+};
+
 struct copro_llm_opts {
 	uint32_t block_tokens;		/* positions per KV block, default 16 */
 	uint32_t kv_cache_mib;		/* KV pool, default 64 */
@@ -49,6 +62,7 @@ struct copro_llm_opts {
 	uint32_t watermark_pct;		/* free blocks kept at admission, % of pool, default 1 */
 	uint32_t static_batching;	/* 1: admit only when nothing runs (the baseline
 					 * continuous batching is measured against) */
+	const struct copro_llm_backend *backend;	/* NULL: the CPU */
 };
 
 struct copro_seq_req {

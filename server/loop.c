@@ -27,6 +27,7 @@
 #include "tmodel.h"
 #include "llm.h"
 #include "llm/llama.h"
+#include "cuda/cuda.h"
 #include "batcher.h"
 #include "cache.h"
 
@@ -212,6 +213,8 @@ static int reply_error(struct copro_session *s, uint32_t type, uint64_t seq, int
 static int load_model(struct copro_server *srv, const struct copro_model_config *mc,
 		      struct copro_model **out, uint32_t *replaced, char *err, size_t errlen)
 {
+	const char *device, *auto_why = NULL;
+	int gguf;
 	struct copro_model *m, *old;
 	struct copro_tmodel *tm;
 	int ret;
@@ -230,15 +233,46 @@ static int load_model(struct copro_server *srv, const struct copro_model_config 
 		goto release;
 	}
 	m->cfg = *mc;
+	gguf = copro_llm_is_gguf(mc->path);
+	/*
+	 * device = auto: a language model goes to the first GPU when there is
+	 * one; tensor models run on the CPU (no GPU path for ONNX yet).
+	 */
+	device = mc->device;
+	if (!strcmp(device, "auto")) {
+		struct copro_cuda_dev dev;
+		const char *why = NULL;
+
+		if (!gguf) {
+			device = "cpu";
+			auto_why = "tensor models run on the CPU";
+		} else if (copro_cuda_devices(&dev, 1, &why) > 0) {
+			device = "cuda:0";
+		} else {
+			device = "cpu";
+			auto_why = why ? why : "no GPU";
+		}
+	}
 	/* Placement first: a device that does not exist is refused before the file is read. */
 	ret = copro_place_resolve(mc->numa == COPRO_NUMA_INHERIT ? srv->cfg.numa : mc->numa,
-				  mc->device, &m->place, err, errlen);
+				  device, &m->place, err, errlen);
 	if (ret)
 		goto release;
-	if (copro_llm_is_gguf(mc->path)) {
+	if (gguf) {
 		struct copro_llm *llm;
+		int gpu = strncmp(m->place.device, "cuda:", 5) ? -1 : atoi(m->place.device + 5);
 
-		ret = copro_llm_load(mc, &llm, err, errlen);
+		ret = copro_llm_load(mc, gpu, &llm, err, errlen);
+		if (ret && gpu >= 0 && !strcmp(mc->device, "auto")) {
+			/* auto: a GPU that cannot take the model leaves it to the CPU. */
+			log_warn("model %s: %s: %s; serving on the CPU", mc->name, m->place.device,
+				 err);
+			auto_why = "the GPU could not take it";
+			ret = copro_place_resolve(mc->numa == COPRO_NUMA_INHERIT ? srv->cfg.numa :
+						  mc->numa, "cpu", &m->place, err, errlen);
+			if (!ret)
+				ret = copro_llm_load(mc, -1, &llm, err, errlen);
+		}
 		if (ret)
 			goto release;
 		copro_llm_place(llm, &m->place);
@@ -262,9 +296,9 @@ static int load_model(struct copro_server *srv, const struct copro_model_config 
 		int32_t numa = mc->numa == COPRO_NUMA_INHERIT ? srv->cfg.numa : mc->numa;
 
 		snprintf(node, sizeof(node), "%d", m->place.node);
-		log_info("model %s: numa %s, device %s%s, node %s, cpus %s", mc->name,
+		log_info("model %s: numa %s, device %s%s%s%s, node %s, cpus %s", mc->name,
 			 copro_numa_name(numa, nb, sizeof(nb)), m->place.device,
-			 strcmp(mc->device, "auto") ? "" : " (auto: no GPU backend)",
+			 auto_why ? " (auto: " : "", auto_why ? auto_why : "", auto_why ? ")" : "",
 			 m->place.node >= 0 ? node : "none",
 			 m->place.node >= 0 ? m->place.cpulist : "any");
 	}
@@ -530,11 +564,11 @@ static int do_status(struct copro_server *srv, struct copro_session *s)
 			uint64_t lk = atomic_load(&l->kv_q_blocks), h = atomic_load(&l->kv_hit_blocks);
 
 			bprintf(text, cap, &len,
-				" path=%s kind=llm context=%u running=%u waiting=%u steps=%llu "
+				" path=%s kind=llm device=%s context=%u running=%u waiting=%u steps=%llu "
 				"tokens=%llu generated=%llu preemptions=%llu kv_blocks=%u "
 				"kv_block_tokens=%u kv_used=%u kv_cached=%u kv_free=%u "
 				"kv_utilization=%.3f prefix_hits=%llu prefix_lookups=%llu "
-				"prefix_hit_rate=%.3f", m->cfg.path, l->ctx,
+				"prefix_hit_rate=%.3f", m->cfg.path, l->device, l->ctx,
 				atomic_load(&l->st_running), atomic_load(&l->st_waiting),
 				(unsigned long long)atomic_load(&l->st_steps),
 				(unsigned long long)atomic_load(&l->st_tokens),

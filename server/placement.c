@@ -17,6 +17,7 @@
 
 #include "log.h"
 #include "placement.h"
+#include "cuda/cuda.h"
 
 /* Node masks handed to the kernel: room for this many nodes. */
 #define PLACE_MAX_NODES		1024
@@ -165,7 +166,7 @@ static int parse_device(const char *device, int *index)
 int copro_place_resolve(int numa, const char *device, struct copro_place *out, char *err,
 			size_t errlen)
 {
-	int idx, kind, node, n;
+	int idx, kind, node, n, gpu_node;
 
 	memset(out, 0, sizeof(*out));
 	out->node = -1;
@@ -174,17 +175,24 @@ int copro_place_resolve(int numa, const char *device, struct copro_place *out, c
 		snprintf(err, errlen, "bad device '%s' (auto, cpu or cuda:N)", device);
 		return -EINVAL;
 	}
+	gpu_node = -1;
 	if (kind == 1) {
-		/*
-		 * There is no CUDA backend in this build. When there is, the
-		 * device's node comes from copro_place_pci_node(its bus id).
-		 */
-		snprintf(err, errlen, "no CUDA device %d: serving needs device = cpu or auto",
-			 idx);
-		return -ENODEV;
+		struct copro_cuda_dev devs[16];
+		const char *why = NULL;
+		int n_dev = copro_cuda_devices(devs, 16, &why);
+
+		if (idx >= n_dev) {
+			snprintf(err, errlen, "no CUDA device %d (%s): serving needs device = cpu "
+				 "or auto", idx, n_dev > 0 ? "fewer devices" : why ? why : "none");
+			return -ENODEV;
+		}
+		snprintf(out->device, sizeof(out->device), "cuda:%d", idx & 0xff);
+		/* A worker sits next to its GPU: the device's node, from sysfs. */
+		gpu_node = copro_cuda_numa_node(&devs[idx]);
+	} else {
+		/* auto was settled by the caller: here it is the CPU backend. */
+		snprintf(out->device, sizeof(out->device), "cpu");
 	}
-	/* With no GPU backend, auto is the CPU backend. */
-	snprintf(out->device, sizeof(out->device), "cpu");
 	if (numa == COPRO_NUMA_OFF)
 		return 0;
 	if (numa != COPRO_NUMA_AUTO && numa < 0) {
@@ -200,7 +208,9 @@ int copro_place_resolve(int numa, const char *device, struct copro_place *out, c
 			 "(use numa = auto or off)", numa);
 		return -ENOSYS;
 	}
-	if (numa == COPRO_NUMA_AUTO) {
+	if (numa == COPRO_NUMA_AUTO && gpu_node >= 0 && node_usable(gpu_node)) {
+		node = gpu_node;
+	} else if (numa == COPRO_NUMA_AUTO) {
 		node = busiest_node();
 		if (node < 0) {
 			log_warn("no NUMA node holds a CPU this process may use: "

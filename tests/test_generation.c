@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "copro.h"
+#include "cuda/cuda.h"
 #include "llm/quant.h"
 #include "llm/synth.h"
 
@@ -78,7 +79,7 @@ static int setup(void **state)
 {
 	const char *sh = getenv("COPRO_SHARED");
 	struct copro_synth_opts o;
-	char conf[160], tiny[160], err[256];
+	char conf[160], tiny[160], slow[160], err[256];
 	FILE *f;
 
 	strcpy(dir, "/tmp/copro-gen.XXXXXX");
@@ -102,12 +103,23 @@ static int setup(void **state)
 		fprintf(stderr, "setup: %s\n", err);
 		return -1;
 	}
+	/* Slow enough that a cancel or a kill lands mid-stream: 2048 tokens of context. */
+	o.dim = 256;
+	o.n_layers = 4;
+	o.hidden = 512;
+	o.context = 2048;
+	snprintf(slow, sizeof(slow), "%s/slow.gguf", dir);
+	if (copro_llm_synth(&o, slow, err, sizeof(err))) {
+		fprintf(stderr, "setup: %s\n", err);
+		return -1;
+	}
 	snprintf(conf, sizeof(conf), "%s/coprod.conf", dir);
 	f = fopen(conf, "w");
 	if (!f)
 		return -1;
 	fprintf(f, "[server]\nidle = sleep\n\n[model.tiny]\npath = %s\nkv_cache_mib = 4\n"
-		   "max_batched_tokens = 64\n", tiny);
+		   "max_batched_tokens = 64\n\n[model.slow]\npath = %s\nkv_cache_mib = 16\n",
+		tiny, slow);
 	if (have_story)
 		fprintf(f, "\n[model.story]\npath = %s\ncontext = 512\nkv_cache_mib = 8\n", story);
 	fclose(f);
@@ -357,8 +369,8 @@ static void should_end_a_cancelled_generation_and_free_its_blocks(void **state)
 	uint32_t h;
 	int ret, n = 0;
 
-	c = client(&h, "tiny");
-	greedy(&p, 200);
+	c = client(&h, "slow");
+	greedy(&p, 2000);
 	assert_int_equal(copro_gen_start(c, h, "long story", 10, &p, 0, &g), 0);
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(copro_gen_next(g, &ev, 10 * SEC), 1);
@@ -368,9 +380,9 @@ static void should_end_a_cancelled_generation_and_free_its_blocks(void **state)
 	assert_int_equal(ret, 0);
 	assert_int_equal(ev.status, COPRO_E_CANCELLED);
 	assert_int_equal(ev.result->finish, COPRO_FINISH_CANCELLED);
-	assert_true(3 + n < 200);
+	assert_true(3 + n < 2000);
 	copro_gen_free(g);
-	wait_idle_pool("tiny");
+	wait_idle_pool("slow");
 	/* The cancel's acknowledgement was the library's: nothing reaches the caller. */
 	{
 		struct copro_cqe cqe;
@@ -395,8 +407,8 @@ static void should_free_the_blocks_of_a_client_killed_mid_stream(void **state)
 		struct copro_gen *g;
 		uint32_t h;
 
-		c = client(&h, "tiny");
-		greedy(&p, 250);
+		c = client(&h, "slow");
+		greedy(&p, 2000);
 		if (copro_gen_start(c, h, "x y", 3, &p, 0, &g) ||
 		    copro_gen_next(g, &ev, 10 * SEC) != 1)
 			_exit(1);
@@ -406,10 +418,12 @@ static void should_free_the_blocks_of_a_client_killed_mid_stream(void **state)
 		_exit(3);
 	}
 	assert_int_equal(read(fds[0], &b, 1), 1);
-	assert_true(stat_of("tiny", "kv_used") > 0 || stat_of("tiny", "running") >= 0);
+	usleep(100000);
+	/* Still generating (2000 tokens take seconds), holding blocks, when it dies. */
+	assert_true(stat_of("slow", "kv_used") > 0);
 	kill(kid, SIGKILL);
 	waitpid(kid, &st, 0);
-	wait_idle_pool("tiny");
+	wait_idle_pool("slow");
 	close(fds[0]);
 	close(fds[1]);
 }
@@ -543,6 +557,38 @@ static void should_show_kv_and_prefix_cache_figures_in_status(void **state)
 	copro_close(c);
 }
 
+static void should_serve_on_the_cpu_with_one_line_when_no_gpu_is_there(void **state)
+{
+	struct copro_cuda_dev dev;
+	const char *why = NULL;
+	char path[160], line[512];
+	int found = 0;
+	FILE *f;
+
+	if (copro_cuda_devices(&dev, 1, &why) > 0) {
+		print_message("skipped: a GPU is visible here (%s); this is the no-GPU path\n",
+			      dev.name);
+		skip();
+	}
+	/* device = auto (the default) with no GPU: the CPU, and the log says why. */
+	snprintf(path, sizeof(path), "%s/coprod.log", dir);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, "model tiny: ") && strstr(line, "device cpu (auto: "))
+			found++;
+	fclose(f);
+	assert_int_equal(found, 1);
+	{
+		struct copro_client *c = client(NULL, NULL);
+		char buf[16384];
+
+		assert_true(copro_status(c, buf, sizeof(buf)) > 0);
+		assert_non_null(strstr(buf, "kind=llm device=cpu"));
+		copro_close(c);
+	}
+}
+
 static void should_load_and_unload_a_language_model_at_run_time(void **state)
 {
 	struct copro_client *c = client(NULL, NULL);
@@ -589,6 +635,7 @@ int main(void)
 		cmocka_unit_test(should_refuse_bad_generation_requests),
 		cmocka_unit_test(should_show_kv_and_prefix_cache_figures_in_status),
 		cmocka_unit_test(should_load_and_unload_a_language_model_at_run_time),
+		cmocka_unit_test(should_serve_on_the_cpu_with_one_line_when_no_gpu_is_there),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
