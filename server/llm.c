@@ -213,6 +213,10 @@ static void take_new(struct copro_llm *l)
 		uint32_t n;
 		int ret;
 
+		if (atomic_load_explicit(&l->degraded, memory_order_relaxed)) {
+			refuse(l, job, -ENODEV, "the model's device failed");
+			continue;
+		}
 		ret = prompt_ids(l, job, &ids, &n, &why);
 		if (ret) {
 			refuse(l, job, ret, why);
@@ -300,6 +304,44 @@ static void publish_stats(struct copro_llm *l)
 	atomic_store_explicit(&l->kv_q_blocks, st.kv.q_blocks, memory_order_relaxed);
 }
 
+/*
+ * The forward pass failed: the step's sequences have ended with the code.
+ * A device error takes the device out of service: every other sequence
+ * ends too, then a model whose device was chosen by `auto` moves to the
+ * CPU (a fresh scheduler and KV pool) and later requests run there, while
+ * one pinned to its device (cuda:N, or a CPU model) is marked degraded and
+ * refuses later requests with -ENODEV.
+ */
+static void degrade(struct copro_llm *l, int code)
+{
+	struct copro_llm_opts o = l->cpu_opts;
+	struct copro_sched *cpu;
+	char err[256];
+
+	log_err("model %s: forward step on %s failed: %s", l->name, l->device, strerror(-code));
+	if (code != -EIO && code != -ENODEV)
+		return;	/* the request's own problem: later requests run */
+	copro_sched_fail_all(l->sched, code);
+	hand_back_ended(l);
+	if (l->cuda && l->fallback_cpu) {
+		o.backend = NULL;
+		o.fail_step = 0;
+		if (!copro_sched_new(l->m, &o, &sched_ops, &cpu, err, sizeof(err))) {
+			copro_sched_free(l->sched);
+			l->sched = cpu;
+			copro_llama_cuda_free(l->cuda);
+			l->cuda = NULL;
+			snprintf(l->device, sizeof(l->device), "cpu");
+			log_warn("model %s: its GPU failed; serving on the CPU from now on", l->name);
+			return;
+		}
+		log_err("model %s: cannot move to the CPU: %s", l->name, err);
+	}
+	atomic_store_explicit(&l->degraded, 1, memory_order_relaxed);
+	log_err("model %s: degraded: its %s failed; requests are refused until it is loaded "
+		"again", l->name, l->device);
+}
+
 static void worker_sleep(struct copro_llm *l)
 {
 	struct pollfd pfd = { .fd = l->efd, .events = POLLIN };
@@ -331,7 +373,7 @@ static void *worker_main(void *arg)
 			uint64_t now = now_ns();
 
 			if (ret < 0)
-				log_err("forward step failed: %s", strerror(-ret));
+				degrade(l, ret);
 			hand_back_ended(l);
 			if (now - stats_at > STATS_EVERY_NS) {
 				publish_stats(l);
@@ -418,6 +460,18 @@ int copro_llm_load(const struct copro_model_config *mc, int device, struct copro
 	} else {
 		snprintf(l->device, sizeof(l->device), "cpu");
 	}
+	/* Fault injection for tests: COPRO_FAULT_STEP=name:N fails name's N-th step. */
+	{
+		const char *f = getenv("COPRO_FAULT_STEP");
+		size_t nl = strlen(mc->name);
+
+		if (f && !strncmp(f, mc->name, nl) && f[nl] == ':')
+			o.fail_step = (uint32_t)strtoul(f + nl + 1, NULL, 10);
+	}
+	snprintf(l->name, sizeof(l->name), "%s", mc->name);
+	l->fallback_cpu = !strcmp(mc->device, "auto");
+	l->cpu_opts = o;
+	l->cpu_opts.backend = NULL;
 	ret = copro_sched_new(l->m, &o, &sched_ops, &l->sched, err, errlen);
 	if (ret)
 		goto fail;

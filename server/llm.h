@@ -28,6 +28,8 @@
 #include "llmsched.h"
 #include "placement.h"
 
+#define COPRO_NAME_MAX_LLM	64
+
 struct copro_llama;
 struct copro_llama_cuda;
 struct copro_sched;
@@ -91,6 +93,10 @@ struct copro_llm {
 	struct copro_place place;	/* set by copro_llm_place() before the start */
 	struct copro_placed placed;	/* what the worker's placement came to */
 	char device[16];		/* "cpu" or "cuda:N" */
+	char name[COPRO_NAME_MAX_LLM];	/* the model's, for the log */
+	int fallback_cpu;		/* device = auto: a failed GPU hands over to the CPU */
+	struct copro_llm_opts cpu_opts;	/* the scheduler's options on the CPU */
+	_Atomic uint32_t degraded;	/* its device failed: requests are refused */
 	struct copro_llama_cuda *cuda;	/* the GPU backend, or NULL */
 	struct copro_llm_backend backend;
 };

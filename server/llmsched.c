@@ -405,6 +405,20 @@ static void finish(struct copro_sched *s, struct copro_seq *q, uint32_t how)
 	s->ops.done(q->owner, q, s->text, len);
 }
 
+uint32_t copro_sched_fail_all(struct copro_sched *s, int code)
+{
+	uint32_t n = 0;
+
+	while (s->running.head || s->waiting.head) {
+		struct copro_seq *q = s->running.head ? s->running.head : s->waiting.head;
+
+		q->error = code;
+		finish(s, q, COPRO_SEQ_ERROR);
+		n++;
+	}
+	return n;
+}
+
 /*
  * Gives a sequence's blocks back and queues it again ahead of new work; its
  * prompt and generated tokens are computed again when it returns.
@@ -624,11 +638,15 @@ int copro_sched_step(struct copro_sched *s)
 	b.pos = s->b_pos;
 	b.tables = s->b_tables;
 	b.want = s->b_want;
-	if (s->o.backend)
+	if (s->o.fail_step && s->steps + 1 == s->o.fail_step)
+		ret = -EIO;	/* injected: the device failed under this step */
+	else if (s->o.backend)
 		ret = s->o.backend->forward(s->o.backend->ctx, &b, s->logits);
 	else
 		ret = copro_llama_forward(s->ctx, copro_kvc_view(s->kvc), &b, s->logits);
 	if (ret) {
+		/* The step counts: an injected fault fires once. */
+		s->steps++;
 		for (uint32_t i = 0; i < n_seq; i++) {
 			s->sched[i]->error = ret;
 			finish(s, s->sched[i], COPRO_SEQ_ERROR);

@@ -63,6 +63,8 @@ struct copro_llm_opts {
 	uint32_t static_batching;	/* 1: admit only when nothing runs (the baseline
 					 * continuous batching is measured against) */
 	const struct copro_llm_backend *backend;	/* NULL: the CPU */
+	uint32_t fail_step;		/* fault injection for tests: the forward pass of
+					 * this step (1, 2, ...) fails with -EIO; 0 never */
 };
 
 struct copro_seq_req {
@@ -168,6 +170,12 @@ void copro_sched_release(struct copro_sched *s, struct copro_seq *seq);
  * COPRO_SEQ_ERROR).
  */
 int copro_sched_step(struct copro_sched *s);
+
+/*
+ * Ends every sequence, waiting or running, with COPRO_SEQ_ERROR and code
+ * (the device under them failed). Returns how many ended.
+ */
+uint32_t copro_sched_fail_all(struct copro_sched *s, int code);
 
 /* Whether any sequence waits or runs. */
 bool copro_sched_busy(const struct copro_sched *s);

@@ -564,11 +564,13 @@ static int do_status(struct copro_server *srv, struct copro_session *s)
 			uint64_t lk = atomic_load(&l->kv_q_blocks), h = atomic_load(&l->kv_hit_blocks);
 
 			bprintf(text, cap, &len,
-				" path=%s kind=llm device=%s context=%u running=%u waiting=%u steps=%llu "
+				" path=%s kind=llm device=%s degraded=%u context=%u running=%u "
+				"waiting=%u steps=%llu "
 				"tokens=%llu generated=%llu preemptions=%llu kv_blocks=%u "
 				"kv_block_tokens=%u kv_used=%u kv_cached=%u kv_free=%u "
 				"kv_utilization=%.3f prefix_hits=%llu prefix_lookups=%llu "
-				"prefix_hit_rate=%.3f", m->cfg.path, l->device, l->ctx,
+				"prefix_hit_rate=%.3f", m->cfg.path, l->device,
+				atomic_load(&l->degraded), l->ctx,
 				atomic_load(&l->st_running), atomic_load(&l->st_waiting),
 				(unsigned long long)atomic_load(&l->st_steps),
 				(unsigned long long)atomic_load(&l->st_tokens),

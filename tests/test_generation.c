@@ -118,12 +118,15 @@ static int setup(void **state)
 	if (!f)
 		return -1;
 	fprintf(f, "[server]\nidle = sleep\n\n[model.tiny]\npath = %s\nkv_cache_mib = 4\n"
-		   "max_batched_tokens = 64\n\n[model.slow]\npath = %s\nkv_cache_mib = 16\n",
-		tiny, slow);
+		   "max_batched_tokens = 64\n\n[model.slow]\npath = %s\nkv_cache_mib = 16\n"
+		   "\n[model.flaky]\npath = %s\ndevice = cpu\nkv_cache_mib = 4\n", tiny, slow, tiny);
 	if (have_story)
 		fprintf(f, "\n[model.story]\npath = %s\ncontext = 512\nkv_cache_mib = 8\n", story);
 	fclose(f);
+	/* The forward pass of flaky's 3rd step fails as a dead GPU's would. */
+	setenv("COPRO_FAULT_STEP", "flaky:3", 1);
 	daemon_pid = start_daemon(conf);
+	unsetenv("COPRO_FAULT_STEP");
 	return daemon_pid > 0 ? 0 : -1;
 }
 
@@ -557,6 +560,35 @@ static void should_show_kv_and_prefix_cache_figures_in_status(void **state)
 	copro_close(c);
 }
 
+static void should_fail_the_step_and_degrade_the_model_when_its_device_fails(void **state)
+{
+	struct copro_gen_params p;
+	struct copro_client *c;
+	static struct run r;
+	char err[256];
+	uint32_t h, v;
+
+	c = client(&h, "flaky");
+	greedy(&p, 20);
+	/* Step 3 fails: the requests in it end with the device's error... */
+	assert_int_equal(generate(c, h, "a b", &p, &r), 0);
+	assert_int_equal(r.status, -EIO);
+	assert_int_equal(r.res.finish, COPRO_FINISH_ERROR);
+	assert_int_equal(r.n, 2);	/* the tokens of steps 1 and 2 came */
+	/* ...and a model pinned to its device refuses until it is loaded again. */
+	assert_int_equal(generate(c, h, "a b", &p, &r), 0);
+	assert_int_equal(r.status, -ENODEV);
+	assert_int_equal(stat_of("flaky", "degraded"), 1);
+	wait_idle_pool("flaky");
+	assert_int_equal(copro_load(c, "flaky", NULL, NULL, &v, err, sizeof(err)), 0);
+	greedy(&p, 1);
+	assert_int_equal(generate(c, h, "a b", &p, &r), 0);
+	assert_int_equal(r.status, 0);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(stat_of("flaky", "degraded"), 0);
+	copro_close(c);
+}
+
 static void should_serve_on_the_cpu_with_one_line_when_no_gpu_is_there(void **state)
 {
 	struct copro_cuda_dev dev;
@@ -636,6 +668,7 @@ int main(void)
 		cmocka_unit_test(should_show_kv_and_prefix_cache_figures_in_status),
 		cmocka_unit_test(should_load_and_unload_a_language_model_at_run_time),
 		cmocka_unit_test(should_serve_on_the_cpu_with_one_line_when_no_gpu_is_there),
+		cmocka_unit_test(should_fail_the_step_and_degrade_the_model_when_its_device_fails),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

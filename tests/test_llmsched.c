@@ -559,6 +559,57 @@ static void should_continue_the_reference_model_through_the_scheduler(void **sta
 	copro_llama_free(m);
 }
 
+static void should_fail_only_the_step_whose_forward_pass_fails(void **state)
+{
+	struct copro_llm_opts opt = { .kv_cache_mib = 8, .max_batched_tokens = 4,
+				      .max_seqs = 8, .fail_step = 3 };
+	struct copro_sched *s;
+	struct out a, b, c;
+	int32_t p[8];
+	char err[256];
+	int ret, failed = 0;
+
+	assert_int_equal(copro_sched_new(q8, &opt, &ops, &s, err, sizeof(err)), 0);
+	prompt_of(p, 2, 1);
+	submit(s, p, 2, 10, 0.0f, 1, 0, &a);
+	prompt_of(p, 8, 2);
+	submit(s, p, 8, 10, 0.0f, 1, 0, &b);	/* its prompt waits for budget */
+	while (copro_sched_busy(s)) {
+		ret = copro_sched_step(s);
+		if (ret < 0) {
+			assert_int_equal(ret, -EIO);
+			failed++;
+		}
+	}
+	assert_int_equal(failed, 1);
+	/* a was in step 3: it ended with the error; b, or part of it, ran on. */
+	assert_int_equal(a.finish, COPRO_SEQ_ERROR);
+	assert_int_equal(a.seq->error, -EIO);
+	assert_true(b.finish == COPRO_SEQ_ERROR || b.finish == COPRO_SEQ_LENGTH);
+	/* Later requests run. */
+	prompt_of(p, 3, 3);
+	submit(s, p, 3, 5, 0.0f, 1, 0, &c);
+	drain(s);
+	assert_int_equal(c.finish, COPRO_SEQ_LENGTH);
+	assert_int_equal(c.n, 5);
+	/* Failing everything at once ends every sequence and frees every block. */
+	copro_sched_release(s, a.seq);
+	copro_sched_release(s, b.seq);
+	copro_sched_release(s, c.seq);
+	prompt_of(p, 8, 4);
+	submit(s, p, 8, 50, 0.0f, 1, 0, &a);
+	submit(s, p, 8, 50, 0.0f, 1, 0, &b);
+	copro_sched_step(s);
+	assert_int_equal(copro_sched_fail_all(s, -ENODEV), 2);
+	assert_int_equal(a.finish, COPRO_SEQ_ERROR);
+	assert_int_equal(b.seq->error, -ENODEV);
+	assert_false(copro_sched_busy(s));
+	copro_sched_release(s, a.seq);
+	copro_sched_release(s, b.seq);
+	assert_idle(s);
+	copro_sched_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -571,6 +622,7 @@ int main(void)
 		cmocka_unit_test(should_refuse_bad_requests_with_a_reason),
 		cmocka_unit_test(should_refuse_a_pool_too_small_for_one_sequence),
 		cmocka_unit_test(should_continue_the_reference_model_through_the_scheduler),
+		cmocka_unit_test(should_fail_only_the_step_whose_forward_pass_fails),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
