@@ -23,6 +23,12 @@
  * greedy and every request ignores EOS, so each generates exactly the
  * max_tokens it drew; the workloads come from a fixed seed.
  *
+ * The workloads are sized for about 4 minutes on a 2-vCPU VM (fewer tokens,
+ * not a smaller model): prompts of 8-48 tokens and max_tokens 8-104, twice
+ * as many requests as sequences per row (4 at one sequence); F32 runs only
+ * 1 and 2 (at 1 and 16 sequences). The KV pool holds every sequence of the
+ * 64-sequence row at its longest, so nothing is preempted.
+ *
  * The model files are written once into a cache directory ($BUILD/
  * bench-models by default) and reused while they load. --quick runs a tiny
  * model with the same workloads, to check the benchmark itself in seconds.
@@ -465,6 +471,15 @@ static void bench_decode(const struct opts *o, struct model *md, uint32_t kv_mib
 	prompt[0] = BOS;
 	for (uint32_t j = 1; j < r.n_prompt; j++)
 		prompt[j] = (int32_t)rng_range(&st, 3, md->m->hp.vocab - 1);
+	/*
+	 * A 4-token request first: the first step of a new scheduler took up
+	 * to 80 ms longer (its buffers and pool are touched for the first time).
+	 */
+	r.max_tokens = 4;
+	submit(s, &r, now_ns());
+	while (copro_sched_busy(s))
+		step(s);
+	prompt[1] = prompt[1] == 3 ? 4 : 3;	/* a new first block: nothing to reuse */
 	r.max_tokens = o->decode_tokens;
 	submit(s, &r, now_ns());
 	while (copro_sched_busy(s))
@@ -633,10 +648,12 @@ static void usage(FILE *f)
 		"           [--seed N] [--prompt MIN-MAX] [--gen MIN-MAX] [--waves N]\n"
 		"           [--decode-tokens N] [--poisson-reqs N] [--load F] [--rate R]\n"
 		"           [--prefix-reps N] [--blas-threads N] [--sections 1,2,3,5]\n"
-		"  --quick          a tiny model (dim 64, 2 layers): checks the benchmark in seconds\n"
+		"  --quick          a tiny model (dim 64, 2 layers): checks the benchmark in\n"
+		"                   seconds\n"
 		"  --models DIR     model cache, default $BUILD/bench-models\n"
-		"  --vocab-file     llama2.c tokenizer.bin, default ../shared/models/tokenizer.bin\n"
-		"                   when present (else a generated 32000-token vocabulary)\n"
+		"  --vocab-file     llama2.c tokenizer.bin, default\n"
+		"                   ../shared/models/tokenizer.bin when present (else a\n"
+		"                   generated 32000-token vocabulary)\n"
 		"  --prompt, --gen  uniform ranges of prompt tokens and max_tokens (8-48, 8-104)\n"
 		"  --waves N        requests per batching row = N x sequences, at least 4 (2)\n"
 		"  --load F         Poisson rate as a fraction of the measured capacity (0.5)\n"
@@ -757,65 +774,263 @@ bad:
 	return -1;
 }
 
+/* ---- the report ------------------------------------------------------------------- */
+
+/* What the sections share: the options, both models, and the batching results. */
+struct bench {
+	struct opts o;
+	struct model q8, f32;
+	struct model *models[2];	/* Q8_0 first: every section runs it */
+	uint32_t kv_mib;
+	struct run_result cont[2][N_SEQS], stat[2][N_SEQS];
+	int ran[2][N_SEQS];
+	double capacity;		/* requests/s, Q8_0, 64 seqs, continuous */
+};
+
+static double tok_s(const struct run_result *r)
+{
+	return (double)r->gen / r->wall_s;
+}
+
+static void print_header(struct bench *b)
+{
+	const struct copro_llama_hparams *hp = &b->q8.m->hp;
+	double tok = b->q8.kv_token_bytes;
+	char la[64];
+
+	printf("copro llm benchmark%s: synthetic Llama through the continuous-batching "
+	       "scheduler,\nin process, one thread\n", b->o.quick ? " (--quick: tiny model)" : "");
+	printf("model:   copro-model synth: dim %u, %u layers, %u heads, %u KV heads, hidden %u, "
+	       "vocab %u (%s),\n         context %u; %.1fM parameters\n", hp->dim, hp->n_layers,
+	       hp->n_heads, hp->n_kv_heads, hp->hidden, hp->vocab,
+	       b->o.vocab_file && !b->o.quick ? b->o.vocab_file : "generated", hp->ctx,
+	       (double)b->q8.m->n_params * 1e-6);
+	for (int i = 0; i < 2; i++)
+		printf("         %-5s %7.1f MB  %s%s\n", copro_ggml_type_name(b->models[i]->type),
+		       (double)b->models[i]->m->weight_bytes * 1e-6, b->models[i]->path,
+		       b->models[i]->synth_s > 0 ? " (written now)" : " (cached)");
+	printf("sched:   block_tokens %u, max_batched_tokens %u, KV pool %u MiB (%.1f KiB a "
+	       "token: %u tokens), watermark 1%%\n", BLOCK_TOKENS, STEP_TOKENS, b->kv_mib,
+	       tok / 1024.0, (uint32_t)((double)b->kv_mib * 1048576.0 / tok));
+	printf("threads: forward pass 1, OpenBLAS %d (F32 batched products)\n",
+	       b->o.blas_threads);
+	printf("sampling: greedy, ignore EOS: each request generates exactly its max_tokens\n");
+	printf("load:    %s before the run (1/5/15 min; other work on the machine skews every "
+	       "row: see the cpu columns)\n", loadavg(la, sizeof(la)));
+}
+
+static void section_decode(struct bench *b)
+{
+	struct decode_result d;
+
+	printf("\n1. decode, one sequence: prompt %u tokens, then %u generated (after a 4-token "
+	       "request\n   on the same scheduler)\n", b->o.decode_prompt, b->o.decode_tokens);
+	printf("%-5s %12s %10s %10s %14s\n", "type", "prefill ms", "ms/token", "tokens/s",
+	       "weights GB/s");
+	for (int i = 0; i < 2; i++) {
+		bench_decode(&b->o, b->models[i], b->kv_mib, &d);
+		printf("%-5s %12.1f %10.2f %10.1f %14.2f\n",
+		       copro_ggml_type_name(b->models[i]->type), d.ttft_ms, d.tpot_ms,
+		       1e3 / d.tpot_ms, (double)b->models[i]->m->weight_bytes / d.tpot_ms * 1e-6);
+		fflush(stdout);
+	}
+	printf("  prefill ms: submit to first token (the prompt's one forward step); ms/token: "
+	       "first to last token / (tokens - 1);\n"
+	       "  weights GB/s: weight bytes / ms per token (each decode step reads every weight "
+	       "once)\n");
+}
+
 static void print_batch_row(const char *type, uint32_t seqs, uint32_t reqs,
 			    const struct run_result *c, const struct run_result *st)
 {
-	double tc = (double)c->gen / c->wall_s, ts = (double)st->gen / st->wall_s;
-
 	printf("%-5s %4u %4u %6llu %6llu  %6.2f %7.1f %6.1f %4.0f%% %3llu  "
 	       "%6.2f %7.1f %6.1f %4.0f%% %3llu  %5.2fx\n",
 	       type, seqs, reqs, (unsigned long long)c->gen, (unsigned long long)c->prompt,
-	       c->wall_s, tc, (double)c->computed / (double)c->steps, 100 * c->cpu,
-	       (unsigned long long)c->preemptions, st->wall_s, ts,
+	       c->wall_s, tok_s(c), (double)c->computed / (double)c->steps, 100 * c->cpu,
+	       (unsigned long long)c->preemptions, st->wall_s, tok_s(st),
 	       (double)st->computed / (double)st->steps, 100 * st->cpu,
-	       (unsigned long long)st->preemptions, tc / ts);
+	       (unsigned long long)st->preemptions, tok_s(c) / tok_s(st));
 	if (c->short_reqs || st->short_reqs)
 		printf("      ^ %u + %u requests ended before their max_tokens (context full?)\n",
 		       c->short_reqs, st->short_reqs);
 }
 
-static void target(int met, const char *what, const char *fmt, double v, double goal)
+static void target(int met, const char *what, double v, double goal)
 {
-	printf("  [%s] %-46s ", met ? "met " : "miss", what);
-	printf(fmt, v, goal);
-	printf("\n");
+	printf("  [%s] %-46s %.2fx (goal %.1fx)\n", met ? "met " : "miss", what, v, goal);
+}
+
+/*
+ * Runs the workload's first reqs_for(seqs) requests at every sequence count,
+ * continuous then static; F32 only at 1 and 16 sequences, to keep the run
+ * short. The 64-sequence runs also sample KV utilization (section 4).
+ */
+static void section_batching(struct bench *b)
+{
+	const struct opts *o = &b->o;
+	uint32_t max_reqs = reqs_for(o, seq_counts[N_SEQS - 1]);
+	struct req *w = workload(o, b->q8.m->hp.vocab, max_reqs, o->seed);
+
+	printf("\n2. aggregate throughput, mixed workload: seed %llu, prompt %u-%u tokens, "
+	       "max_tokens %u-%u (uniform),\n   %u x seqs requests (at least %u) submitted at "
+	       "once, max_seqs = seqs;\n   the same requests for continuous and static batching\n",
+	       (unsigned long long)o->seed, o->p_min, o->p_max, o->g_min, o->g_max, o->waves,
+	       o->min_reqs);
+	printf("%-5s %4s %4s %6s %6s  %-32s  %-32s\n", "", "", "", "", "",
+	       "---------- continuous ----------", "------------ static ------------");
+	printf("%-5s %4s %4s %6s %6s  %6s %7s %6s %5s %3s  %6s %7s %6s %5s %3s  %6s\n", "type",
+	       "seqs", "reqs", "gen", "prompt", "s", "tok/s", "tok/st", "cpu", "pre", "s", "tok/s",
+	       "tok/st", "cpu", "pre", "c/s");
+	for (int i = 0; i < 2; i++) {
+		for (int j = 0; j < N_SEQS; j++) {
+			uint32_t seqs = seq_counts[j], n = reqs_for(o, seqs);
+			uint32_t util_at = seqs == MAX_SEQS ? (seqs * 9 + 9) / 10 : 0;
+			struct model *md = b->models[i];
+
+			if (i == 1 && seqs != 1 && seqs != 16)
+				continue;
+			run_closed(md, w, n, seqs, b->kv_mib, 0, util_at, &b->cont[i][j]);
+			run_closed(md, w, n, seqs, b->kv_mib, 1, util_at, &b->stat[i][j]);
+			b->ran[i][j] = 1;
+			print_batch_row(copro_ggml_type_name(md->type), seqs, n,
+					&b->cont[i][j], &b->stat[i][j]);
+			fflush(stdout);
+		}
+	}
+	workload_free(w, max_reqs);
+	printf("  gen: tokens generated; tok/s: gen / wall time (prompt tokens are computed but "
+	       "not counted);\n"
+	       "  tok/st: tokens computed per forward step (prompt chunks and decode tokens);\n"
+	       "  cpu: CPU time of this process / wall time (below ~95%%: other work took the "
+	       "CPU); pre: preemptions;\n  c/s: continuous / static tok/s; at 1 seq both "
+	       "run the same schedule, so their c/s is this run's noise\n");
+	b->capacity = (double)reqs_for(o, MAX_SEQS) / b->cont[0][N_SEQS - 1].wall_s;
+
+	printf("\ntargets (reported, not enforced):\n");
+	for (int i = 0; i < 2; i++) {
+		const char *t = copro_ggml_type_name(b->models[i]->type);
+		char what[96];
+		double r;
+
+		if (!b->ran[i][0] || !b->ran[i][2])
+			continue;
+		r = tok_s(&b->cont[i][2]) / tok_s(&b->cont[i][0]);
+		snprintf(what, sizeof(what), "%s continuous, 16 seqs over 1 seq", t);
+		target(r >= 4, what, r, 4.0);
+		for (int j = 1; j < N_SEQS; j++) {
+			if (!b->ran[i][j])
+				continue;
+			r = tok_s(&b->cont[i][j]) / tok_s(&b->stat[i][j]);
+			snprintf(what, sizeof(what), "%s continuous over static, %u seqs", t,
+				 seq_counts[j]);
+			target(r >= 1.5, what, r, 1.5);
+		}
+	}
+}
+
+static int section_latency(struct bench *b)
+{
+	struct poisson_result p;
+	double rate = b->o.rate;
+
+	if (rate <= 0 && b->capacity <= 0) {
+		fprintf(stderr, "llm: section 3 needs section 2's capacity or --rate\n");
+		return -1;
+	}
+	if (rate <= 0)
+		rate = b->o.load * b->capacity;
+	printf("\n3. latency under Poisson arrivals, Q8_0: %u requests (seed %llu, the "
+	       "distributions of 2), max_seqs %u,\n", b->o.poisson_reqs,
+	       (unsigned long long)b->o.seed + 1000, MAX_SEQS);
+	if (b->o.rate > 0)
+		printf("   rate %.3f requests/s (--rate)\n", rate);
+	else
+		printf("   rate %.3f requests/s = %.2f x the capacity measured in 2 (64 seqs, "
+		       "continuous: %.3f requests/s)\n", rate, b->o.load, b->capacity);
+	bench_poisson(&b->o, &b->q8, b->kv_mib, rate, &p);
+	printf("%8s %8s %9s %10s %10s %10s %10s %10s %10s %10s\n", "wall s", "gen", "tok/s",
+	       "tok/step", "TTFT p50", "TTFT p99", "TTFT mean", "TPOT p50", "TPOT p99",
+	       "TPOT mean");
+	printf("%8.2f %8llu %9.1f %10.1f %10.1f %10.1f %10.1f %10.2f %10.2f %10.2f\n", p.wall_s,
+	       (unsigned long long)p.gen, p.tput, p.mean_batch, p.ttft_p50, p.ttft_p99,
+	       p.ttft_mean, p.tpot_p50, p.tpot_p99, p.tpot_mean);
+	printf("  milliseconds. TTFT: from the request's arrival time (it is submitted at the "
+	       "first step boundary\n  after it) to its first token; TPOT: per request, (last "
+	       "token - first token) / (tokens - 1);\n  percentiles over the requests (nearest "
+	       "rank: p99 of %u is the %s)\n", b->o.poisson_reqs,
+	       b->o.poisson_reqs < 100 ? "maximum" : "99th");
+	if (p.preemptions || p.short_reqs)
+		printf("  %llu preemptions, %u requests short\n",
+		       (unsigned long long)p.preemptions, p.short_reqs);
+	return 0;
+}
+
+static void section_kv(struct bench *b)
+{
+	printf("\n4. KV utilization (live token slots / slots in allocated blocks of %u), Q8_0, "
+	       "64 seqs,\n   over the steps of 2 with at least %u of 64 sequences running\n",
+	       BLOCK_TOKENS, (MAX_SEQS * 9 + 9) / 10);
+	printf("%-12s %7s %8s %8s\n", "batching", "steps", "mean", "min");
+	for (int k = 0; k < 2; k++) {
+		const struct run_result *r = k ? &b->stat[0][N_SEQS - 1] : &b->cont[0][N_SEQS - 1];
+
+		printf("%-12s %7llu %7.1f%% %7.1f%%\n", k ? "static" : "continuous",
+		       (unsigned long long)r->util_n,
+		       r->util_n ? 100.0 * r->util_sum / (double)r->util_n : 0.0,
+		       r->util_n ? 100.0 * r->util_min : 0.0);
+	}
+}
+
+static void section_prefix(struct bench *b)
+{
+	struct prefix_result pr;
+
+	bench_prefix(&b->o, &b->q8, b->kv_mib, &pr);
+	printf("\n5. prefix caching, Q8_0: TTFT of a %u-token prompt (a %u-token prefix, BOS "
+	       "first, and %u new tokens),\n   median of %u\n", PREFIX_LEN + SUFFIX_LEN,
+	       PREFIX_LEN, SUFFIX_LEN, b->o.prefix_reps);
+	printf("%-44s %10s %8s %9s\n", "case", "TTFT ms", "cached", "speed-up");
+	printf("%-44s %10.1f %8u %8.2fx\n", "cold scheduler (nothing cached)", pr.cold,
+	       pr.cached_cold, 1.0);
+	printf("%-44s %10.1f %8u %8.2fx\n", "warm scheduler, a different prefix", pr.other,
+	       pr.cached_other, pr.cold / pr.other);
+	printf("%-44s %10.1f %8u %8.2fx\n", "the same prefix after it finished (cached)",
+	       pr.warm, pr.cached_warm, pr.cold / pr.warm);
+	printf("  cached: prompt tokens found in the prefix cache (whole %u-token blocks);\n"
+	       "  speed-up: cold TTFT / row TTFT\n", BLOCK_TOKENS);
 }
 
 int main(int argc, char **argv)
 {
-	struct opts o = {
-		.kv_heads = 4,
-		.seed = 1,
-		.p_min = 8, .p_max = 48,
-		.g_min = 8, .g_max = 104,
-		.waves = 2,
-		.min_reqs = 4,
-		.decode_prompt = 16,
-		.decode_tokens = 64,
-		.poisson_reqs = 48,
-		.load = 0.5,
-		.prefix_reps = 3,
-		.blas_threads = 1,
-		.sections = 0x1f,
+	static struct bench b = {
+		.o = {
+			.kv_heads = 4,
+			.seed = 1,
+			.p_min = 8, .p_max = 48,
+			.g_min = 8, .g_max = 104,
+			.waves = 2,
+			.min_reqs = 4,
+			.decode_prompt = 16,
+			.decode_tokens = 64,
+			.poisson_reqs = 48,
+			.load = 0.5,
+			.prefix_reps = 3,
+			.blas_threads = 1,
+			.sections = 0x1f,
+		},
 	};
 	static const char *def_vocab = "../shared/models/tokenizer.bin";
+	struct opts *o = &b.o;
 	const char *build = getenv("BUILD");
+	double t_start = (double)now_ns() * 1e-9, cpu_start = cpu_s(), need, wall;
 	char dirbuf[512], la[64];
-	struct model q8 = { 0 }, f32 = { 0 };
-	struct model *models[2] = { &q8, &f32 };
-	struct run_result cont[2][N_SEQS], stat[2][N_SEQS];
-	struct decode_result dec[2];
-	uint32_t kv_mib, max_reqs;
-	double t_start = (double)now_ns() * 1e-9, cpu_start = cpu_s();
-	double capacity = 0;
-	struct req *w;
-	int ran[2][N_SEQS] = { { 0 } };
+	uint32_t max_reqs;
 
 	if (!access(def_vocab, R_OK))
-		o.vocab_file = def_vocab;
+		o->vocab_file = def_vocab;
 	snprintf(dirbuf, sizeof(dirbuf), "%s/bench-models", build && *build ? build : "build");
-	o.dir = dirbuf;
-	if (parse_args(argc, argv, &o))
+	o->dir = dirbuf;
+	if (parse_args(argc, argv, o))
 		return 2;
 	/*
 	 * OpenBLAS starts its threads when it is loaded, and after
@@ -826,223 +1041,55 @@ int main(int argc, char **argv)
 	if (!getenv("OPENBLAS_NUM_THREADS")) {
 		char n[16];
 
-		snprintf(n, sizeof(n), "%d", o.blas_threads);
+		snprintf(n, sizeof(n), "%d", o->blas_threads);
 		setenv("OPENBLAS_NUM_THREADS", n, 1);
 		execv("/proc/self/exe", argv);
 		/* No /proc: go on with the threads OpenBLAS started. */
 	}
-	openblas_set_num_threads(o.blas_threads);
-	if (mkdir(o.dir, 0755) && errno != EEXIST) {
-		fprintf(stderr, "llm: mkdir %s: %s\n", o.dir, strerror(errno));
+	openblas_set_num_threads(o->blas_threads);
+	if (mkdir(o->dir, 0755) && errno != EEXIST) {
+		fprintf(stderr, "llm: mkdir %s: %s\n", o->dir, strerror(errno));
 		return 1;
 	}
-	if (model_open(&o, COPRO_GGML_Q8_0, &q8) || model_open(&o, COPRO_GGML_F32, &f32))
+	if (model_open(o, COPRO_GGML_Q8_0, &b.q8) || model_open(o, COPRO_GGML_F32, &b.f32))
 		return 1;
+	b.models[0] = &b.q8;
+	b.models[1] = &b.f32;
 
 	/*
-	 * The KV pool: every sequence of the widest row at its longest, plus
-	 * the prefix test's context, with a quarter to spare - no preemption.
+	 * The KV pool: every sequence of the widest row at its longest with a
+	 * quarter to spare (no preemption), and at least four contexts for
+	 * the prefix test.
 	 */
-	{
-		double need = (double)MAX_SEQS * (o.p_max + o.g_max + BLOCK_TOKENS) * 1.25;
-		double ctx = 4.0 * 1024;
-
-		kv_mib = (uint32_t)ceil((need > ctx ? need : ctx) * q8.kv_token_bytes / 1048576.0);
-	}
-	max_reqs = reqs_for(&o, seq_counts[N_SEQS - 1]);
-	dead_cap = max_reqs > o.poisson_reqs ? max_reqs : o.poisson_reqs;
-	dead_cap += MAX_SEQS;
+	need = (double)MAX_SEQS * (o->p_max + o->g_max + BLOCK_TOKENS) * 1.25;
+	if (need < 4.0 * b.q8.m->hp.ctx)
+		need = 4.0 * b.q8.m->hp.ctx;
+	b.kv_mib = (uint32_t)ceil(need * b.q8.kv_token_bytes / 1048576.0);
+	max_reqs = reqs_for(o, seq_counts[N_SEQS - 1]);
+	dead_cap = (max_reqs > o->poisson_reqs ? max_reqs : o->poisson_reqs) + MAX_SEQS;
 	dead = calloc(dead_cap, sizeof(*dead));
 	if (!dead)
 		return 1;
 
-	{
-		const struct copro_llama_hparams *hp = &q8.m->hp;
-
-		printf("copro llm benchmark%s: synthetic Llama through the continuous-batching "
-		       "scheduler, in process, one thread\n", o.quick ? " (--quick: tiny model)" : "");
-		printf("model:   copro-model synth: dim %u, %u layers, %u heads, %u KV heads, "
-		       "hidden %u, vocab %u (%s), context %u; %.1fM parameters\n",
-		       hp->dim, hp->n_layers, hp->n_heads, hp->n_kv_heads, hp->hidden, hp->vocab,
-		       o.vocab_file && !o.quick ? o.vocab_file : "generated", hp->ctx,
-		       (double)q8.m->n_params * 1e-6);
-		for (int i = 0; i < 2; i++)
-			printf("         %-5s %7.1f MB  %s%s\n",
-			       copro_ggml_type_name(models[i]->type),
-			       (double)models[i]->m->weight_bytes * 1e-6, models[i]->path,
-			       models[i]->synth_s > 0 ? " (written now)" : " (cached)");
-		printf("sched:   block_tokens %u, max_batched_tokens %u, KV pool %u MiB (%.1f KiB "
-		       "a token: %u tokens), watermark 1%%\n", BLOCK_TOKENS, STEP_TOKENS, kv_mib,
-		       q8.kv_token_bytes / 1024.0,
-		       (uint32_t)((double)kv_mib * 1048576.0 / q8.kv_token_bytes));
-		printf("threads: forward pass 1, OpenBLAS %d (F32 batched products)\n",
-		       o.blas_threads);
-		printf("sampling: greedy, ignore EOS: each request generates exactly its max_tokens\n");
-		printf("load:    %s before the run (1/5/15 min; other work on the machine skews "
-		       "every row: see the cpu columns)\n", loadavg(la, sizeof(la)));
-	}
-
-	/* ---- 1 ---- */
+	print_header(&b);
 	for (int i = 0; i < 2; i++)
-		warm_up(models[i], kv_mib);
+		warm_up(b.models[i], b.kv_mib);
+	if (o->sections & 1)
+		section_decode(&b);
+	if (o->sections & 2)
+		section_batching(&b);
+	if ((o->sections & 4) && section_latency(&b))
+		return 2;
+	if (o->sections & 2)
+		section_kv(&b);
+	if (o->sections & 16)
+		section_prefix(&b);
 
-	if (o.sections & 1) {
-		printf("\n1. decode, one sequence: prompt %u tokens, then %u generated\n",
-		       o.decode_prompt, o.decode_tokens);
-		printf("%-5s %12s %10s %10s %14s\n", "type", "prefill ms", "ms/token", "tokens/s",
-		       "weights GB/s");
-		for (int i = 0; i < 2; i++) {
-			bench_decode(&o, models[i], kv_mib, &dec[i]);
-			printf("%-5s %12.1f %10.2f %10.1f %14.2f\n",
-			       copro_ggml_type_name(models[i]->type), dec[i].ttft_ms,
-			       dec[i].tpot_ms, 1e3 / dec[i].tpot_ms,
-			       (double)models[i]->m->weight_bytes / dec[i].tpot_ms * 1e-6);
-		}
-		printf("  prefill ms: submit to first token (the prompt's one forward step); "
-		       "ms/token: first to last token / (tokens - 1);\n"
-		       "  weights GB/s: weight bytes / ms per token (each decode step reads "
-		       "every weight once)\n");
-	}
-
-	/* ---- 2 and 4 ---- */
-	if (o.sections & 2) {
-		printf("\n2. aggregate throughput, mixed workload: seed %llu, prompt %u-%u tokens, "
-		       "max_tokens %u-%u (uniform),\n   %u x seqs requests (at least %u) submitted "
-		       "at once, max_seqs = seqs; the same requests for continuous and static\n",
-		       (unsigned long long)o.seed, o.p_min, o.p_max, o.g_min, o.g_max, o.waves,
-		       o.min_reqs);
-		w = workload(&o, q8.m->hp.vocab, max_reqs, o.seed);
-		printf("%-5s %4s %4s %6s %6s  %-32s  %-32s\n", "", "", "", "", "",
-		       "---------- continuous ----------", "------------ static ------------");
-		printf("%-5s %4s %4s %6s %6s  %6s %7s %6s %5s %3s  %6s %7s %6s %5s %3s  %6s\n",
-		       "type", "seqs", "reqs", "gen", "prompt", "s", "tok/s", "tok/st", "cpu",
-		       "pre", "s", "tok/s", "tok/st", "cpu", "pre", "c/s");
-		for (int i = 0; i < 2; i++) {
-			for (int j = 0; j < N_SEQS; j++) {
-				uint32_t seqs = seq_counts[j], n = reqs_for(&o, seqs);
-				uint32_t util_at = seqs == MAX_SEQS ? (seqs * 9 + 9) / 10 : 0;
-
-				/* F32: the single sequence and 16, to keep the run short. */
-				if (i == 1 && seqs != 1 && seqs != 16)
-					continue;
-				run_closed(models[i], w, n, seqs, kv_mib, 0, util_at, &cont[i][j]);
-				run_closed(models[i], w, n, seqs, kv_mib, 1, util_at, &stat[i][j]);
-				ran[i][j] = 1;
-				print_batch_row(copro_ggml_type_name(models[i]->type), seqs, n,
-						&cont[i][j], &stat[i][j]);
-				fflush(stdout);
-			}
-		}
-		workload_free(w, max_reqs);
-		printf("  gen: tokens generated; tok/s: gen / wall time (prompt tokens are "
-		       "computed but not counted);\n"
-		       "  tok/st: tokens computed per forward step (prompt chunks and decode "
-		       "tokens); cpu: CPU time of this process / wall time\n"
-		       "  (below ~95%%: other work took the CPU); pre: preemptions; "
-		       "c/s: continuous / static tok/s\n");
-		capacity = (double)reqs_for(&o, MAX_SEQS) / cont[0][N_SEQS - 1].wall_s;
-
-		printf("\ntargets (reported, not enforced):\n");
-		for (int i = 0; i < 2; i++) {
-			const char *t = copro_ggml_type_name(models[i]->type);
-			char what[96];
-			double r;
-
-			if (!ran[i][0] || !ran[i][2])
-				continue;
-			r = ((double)cont[i][2].gen / cont[i][2].wall_s) /
-			    ((double)cont[i][0].gen / cont[i][0].wall_s);
-			snprintf(what, sizeof(what), "%s continuous, 16 seqs over 1 seq", t);
-			target(r >= 4, what, "%.2fx (goal %.1fx)", r, 4.0);
-			for (int j = 1; j < N_SEQS; j++) {
-				if (!ran[i][j])
-					continue;
-				r = ((double)cont[i][j].gen / cont[i][j].wall_s) /
-				    ((double)stat[i][j].gen / stat[i][j].wall_s);
-				snprintf(what, sizeof(what), "%s continuous over static, %u seqs", t,
-					 seq_counts[j]);
-				target(r >= 1.5, what, "%.2fx (goal %.1fx)", r, 1.5);
-			}
-		}
-	}
-
-	/* ---- 3 ---- */
-	if (o.sections & 4) {
-		struct poisson_result p;
-		double rate = o.rate;
-
-		if (rate <= 0 && capacity <= 0) {
-			fprintf(stderr, "llm: section 3 needs section 2's capacity or --rate\n");
-			return 2;
-		}
-		if (rate <= 0)
-			rate = o.load * capacity;
-		printf("\n3. latency under Poisson arrivals, Q8_0: %u requests (seed %llu, the "
-		       "distributions of 2), max_seqs %u,\n", o.poisson_reqs,
-		       (unsigned long long)o.seed + 1000, MAX_SEQS);
-		if (o.rate > 0)
-			printf("   rate %.3f requests/s (--rate)\n", rate);
-		else
-			printf("   rate %.3f requests/s = %.2f x the capacity of 2 (64 seqs, continuous: "
-			       "%.3f requests/s)\n", rate, o.load, capacity);
-		bench_poisson(&o, &q8, kv_mib, rate, &p);
-		printf("%8s %8s %9s %10s %10s %10s %10s %10s %10s %10s\n", "wall s", "gen",
-		       "tok/s", "tok/step", "TTFT p50", "TTFT p99", "TTFT mean", "TPOT p50",
-		       "TPOT p99", "TPOT mean");
-		printf("%8.2f %8llu %9.1f %10.1f %10.1f %10.1f %10.1f %10.2f %10.2f %10.2f\n",
-		       p.wall_s, (unsigned long long)p.gen, p.tput, p.mean_batch, p.ttft_p50,
-		       p.ttft_p99, p.ttft_mean, p.tpot_p50, p.tpot_p99, p.tpot_mean);
-		printf("  milliseconds. TTFT: from the request's arrival time (it is submitted at "
-		       "the first step boundary after it) to its first token;\n"
-		       "  TPOT: per request, (last token - first token) / (tokens - 1); "
-		       "percentiles over the requests (nearest rank: p99 of %u is the %s)\n",
-		       o.poisson_reqs, o.poisson_reqs < 100 ? "maximum" : "99th");
-		if (p.preemptions || p.short_reqs)
-			printf("  %llu preemptions, %u requests short\n",
-			       (unsigned long long)p.preemptions, p.short_reqs);
-	}
-
-	/* ---- 4: from the 64-sequence runs of 2 ---- */
-	if (o.sections & 2) {
-		printf("\n4. KV utilization (live token slots / slots in allocated blocks of %u), "
-		       "Q8_0, 64 seqs,\n   over the steps with at least %u of 64 sequences running\n",
-		       BLOCK_TOKENS, (MAX_SEQS * 9 + 9) / 10);
-		printf("%-12s %7s %8s %8s\n", "batching", "steps", "mean", "min");
-		for (int k = 0; k < 2; k++) {
-			const struct run_result *r = k ? &stat[0][N_SEQS - 1] : &cont[0][N_SEQS - 1];
-
-			printf("%-12s %7llu %7.1f%% %7.1f%%\n", k ? "static" : "continuous",
-			       (unsigned long long)r->util_n,
-			       r->util_n ? 100.0 * r->util_sum / (double)r->util_n : 0.0,
-			       r->util_n ? 100.0 * r->util_min : 0.0);
-		}
-	}
-
-	/* ---- 5 ---- */
-	if (o.sections & 16) {
-		struct prefix_result pr;
-
-		bench_prefix(&o, &q8, kv_mib, &pr);
-		printf("\n5. prefix caching, Q8_0: TTFT of a %u-token prompt (a %u-token prefix, "
-		       "BOS first, and %u new tokens), median of %u\n", PREFIX_LEN + SUFFIX_LEN,
-		       PREFIX_LEN, SUFFIX_LEN, o.prefix_reps);
-		printf("%-44s %10s %8s %9s\n", "case", "TTFT ms", "cached", "speed-up");
-		printf("%-44s %10.1f %8u %8.2fx\n", "cold scheduler (nothing cached)", pr.cold,
-		       pr.cached_cold, 1.0);
-		printf("%-44s %10.1f %8u %8.2fx\n", "warm scheduler, a different prefix",
-		       pr.other, pr.cached_other, pr.cold / pr.other);
-		printf("%-44s %10.1f %8u %8.2fx\n", "the same prefix after it finished (cached)",
-		       pr.warm, pr.cached_warm, pr.cold / pr.warm);
-		printf("  cached: prompt tokens found in the prefix cache (whole %u-token blocks); "
-		       "speed-up: cold TTFT / row TTFT\n", BLOCK_TOKENS);
-	}
-
-	printf("\nbench/llm: %.1f s wall, %.0f%% of one CPU; load after: %s\n",
-	       (double)now_ns() * 1e-9 - t_start,
-	       100.0 * (cpu_s() - cpu_start) / ((double)now_ns() * 1e-9 - t_start),
-	       loadavg(la, sizeof(la)));
-	copro_llama_free(q8.m);
-	copro_llama_free(f32.m);
+	wall = (double)now_ns() * 1e-9 - t_start;
+	printf("\nbench/llm: %.1f s wall, %.0f%% of one CPU; load after: %s\n", wall,
+	       100.0 * (cpu_s() - cpu_start) / wall, loadavg(la, sizeof(la)));
+	copro_llama_free(b.q8.m);
+	copro_llama_free(b.f32.m);
 	free(dead);
 	return 0;
 }
