@@ -179,9 +179,10 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/helpers/%.o $(LIBCOPRO_A)
 	@mkdir -p $(dir $@)
 	$(call say,LD,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(CLIENT_LIBS) -lm
 
-$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBCOPRO_A) $(LIBCOPROK_A)
+# Benchmarks link the daemon's library too (bench/llm drives the scheduler in process).
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBCOPRO_A) $(LIBCOPROD_A) $(LIBCOPROK_A)
 	@mkdir -p $(dir $@)
-	$(call say,LD,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(CLIENT_LIBS) $(KERNEL_LIBS)
+	$(call say,LD,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(SERVER_LIBS)
 
 $(BUILD)/copro.pc: client/copro.pc.in
 	@mkdir -p $(dir $@)

@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 #
-# bench/run.sh - print the machine, then run the transport benchmark.
+# bench/run.sh - print the machine, then run the transport benchmark, the
+# tensor-model benchmarks and the language-model benchmark.
 #
 # Builds nothing: `make bench` (or `make BUILD=dir build-bench`) builds first
 # and calls this with BUILD set. Arguments are passed on to the benchmark,
@@ -52,3 +53,11 @@ fi
 # The same MLP served by coprod to client processes, batching off and on.
 echo
 "$(dirname "$0")/tensor.sh" 20000
+
+# The language-model runtime in process: a synthetic Llama of 100M parameters
+# (F32 and Q8_0, written once into $BUILD/bench-models) through the
+# continuous-batching scheduler; about 4 minutes on a 2-vCPU VM.
+if [ -x "$BUILD/bench/llm" ]; then
+	echo
+	"$BUILD/bench/llm"
+fi
