@@ -23,6 +23,8 @@
 
 #include <cmocka.h>
 
+#include "daemon.h"
+
 #include "copro.h"
 #include "cuda/cuda.h"
 #include "llm/quant.h"
@@ -44,35 +46,14 @@ static const char ref_text[] = ", there was a little girl named Lily. She loved 
 			       "in the park. One day, she saw a big, red ball. She wanted to "
 			       "play with it, but it was too high.\nLily's mom said";
 
+/* Starts coprod on the config file conf; returns its pid or -1. */
 static pid_t start_daemon(const char *conf)
 {
-	pid_t pid = fork();
+	char log[160];
 	int st;
 
-	if (pid == 0) {
-		char log[160];
-		int fd;
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		snprintf(log, sizeof(log), "%s/coprod.log", dir);
-		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		dup2(fd, STDERR_FILENO);
-		execl(getenv("COPRO_COPROD") ? getenv("COPRO_COPROD") : "build/bin/coprod",
-		      "coprod", "-s", sock, "-c", conf, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 1000; i++) {
-		struct stat sb;
-
-		if (waitpid(pid, &st, WNOHANG) == pid)
-			return -1;
-		if (stat(sock, &sb) == 0)
-			return pid;
-		usleep(10000);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, &st, 0);
-	return -1;
+	snprintf(log, sizeof(log), "%s/coprod.log", dir);
+	return test_daemon_start(sock, conf, log, &st);
 }
 
 static int setup(void **state)

@@ -21,6 +21,8 @@
 
 #include <cmocka.h>
 
+#include "daemon.h"
+
 #define IN	4
 #define OUT	2
 #define ROWS	5
@@ -59,36 +61,14 @@ static int run(char *out, size_t len, const char *fmt, ...)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-/* Starts coprod on a config; returns its pid or -1. */
+/* Starts coprod on the config file conf; returns its pid or -1. */
 static pid_t start_daemon(const char *conf)
 {
-	pid_t pid = fork();
+	char log[160];
 	int st;
 
-	if (pid == 0) {
-		char log[160];
-		int fd;
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);	/* never outlive a crashed test */
-		snprintf(log, sizeof(log), "%s/coprod.log", dir);
-		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		dup2(fd, STDERR_FILENO);
-		execl(getenv("COPRO_COPROD") ? getenv("COPRO_COPROD") : "build/bin/coprod",
-		      "coprod", "-s", sock, "-c", conf, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 500; i++) {
-		struct stat sb;
-
-		if (waitpid(pid, &st, WNOHANG) == pid)
-			return -1;
-		if (stat(sock, &sb) == 0)
-			return pid;
-		usleep(10000);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, &st, 0);
-	return -1;
+	snprintf(log, sizeof(log), "%s/coprod.log", dir);
+	return test_daemon_start(sock, conf, log, &st);
 }
 
 static int setup(void **state)

@@ -34,6 +34,8 @@
 
 #include <cmocka.h>
 
+#include "daemon.h"
+
 #include "config.h"
 #include "copro.h"
 #include "placement.h"
@@ -456,18 +458,7 @@ static void should_leave_memory_alone_when_off(void **state)
 
 static char bindir[256], dir[64], sock[128], model[128], logpath[160], tiny[160];
 
-static int sh(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+#define sh test_sh
 
 static int setup(void **state)
 {
@@ -519,9 +510,7 @@ static pid_t start_daemon(const char *conf_text, int *st)
 {
 	char conf[160];
 	FILE *f;
-	pid_t pid;
 
-	*st = 0;
 	snprintf(conf, sizeof(conf), "%s/coprod.conf", dir);
 	f = fopen(conf, "w");
 	assert_non_null(f);
@@ -529,29 +518,7 @@ static pid_t start_daemon(const char *conf_text, int *st)
 	fclose(f);
 	unlink(sock);
 	truncate(logpath, 0);
-	pid = fork();
-	if (pid == 0) {
-		int fd;
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);	/* never outlive a crashed test */
-		fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		dup2(fd, STDERR_FILENO);
-		execl(getenv("COPRO_COPROD") ? getenv("COPRO_COPROD") : "build/bin/coprod",
-		      "coprod", "-s", sock, "-c", conf, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 1000; i++) {
-		struct stat sb;
-
-		if (waitpid(pid, st, WNOHANG) == pid)
-			return -1;
-		if (stat(sock, &sb) == 0)
-			return pid;
-		usleep(10000);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, st, 0);
-	return -1;
+	return test_daemon_start(sock, conf, logpath, st);
 }
 
 static void stop_daemon(pid_t pid)

@@ -24,6 +24,8 @@
 
 #include <cmocka.h>
 
+#include "daemon.h"
+
 #include "copro.h"
 #include "onnx.pb-c.h"
 #include "onnx/graph.h"
@@ -49,48 +51,15 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-static int sh(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	int st;
+#define sh test_sh
 
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* Starts coprod on a config; returns its pid or -1 (and its exit status in *st). */
+/* Starts coprod on the config file conf; returns its pid, or -1 with its status in *st. */
 static pid_t start_daemon(const char *conf, int *st)
 {
-	pid_t pid = fork();
+	char log[160];
 
-	if (pid == 0) {
-		char log[160];
-		int fd;
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);	/* never outlive a crashed test */
-		snprintf(log, sizeof(log), "%s/coprod.log", dir);
-		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		dup2(fd, STDERR_FILENO);
-		execl(getenv("COPRO_COPROD") ? getenv("COPRO_COPROD") : "build/bin/coprod",
-		      "coprod", "-s", sock, "-c", conf, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 500; i++) {
-		struct stat sb;
-
-		if (waitpid(pid, st, WNOHANG) == pid)
-			return -1;
-		if (stat(sock, &sb) == 0)
-			return pid;
-		usleep(10000);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, st, 0);
-	return -1;
+	snprintf(log, sizeof(log), "%s/coprod.log", dir);
+	return test_daemon_start(sock, conf, log, st);
 }
 
 /*
