@@ -311,7 +311,8 @@ int copro_sched_submit(struct copro_sched *s, const struct copro_seq_req *r,
 	q->owner = r->owner;
 	q->sp = r->sp;
 	copro_rng_seed(&q->rng, r->sp.seed);
-	memcpy(q->stop_ids, r->stop_ids, r->n_stop_ids * sizeof(*r->stop_ids));
+	if (r->n_stop_ids)
+		memcpy(q->stop_ids, r->stop_ids, r->n_stop_ids * sizeof(*r->stop_ids));
 	q->n_stop_ids = r->n_stop_ids;
 	/* SentencePiece's leading space goes when the text starts the output. */
 	copro_detok_init(&q->detok, false);
