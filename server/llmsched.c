@@ -539,14 +539,14 @@ static void advance(struct copro_sched *s, struct copro_seq *q, float *logits, u
 		q->t_first = now;
 	q->t_last = now;
 	if (id == copro_tok_eos(s->m->tok) && !(q->flags & COPRO_SEQ_F_IGNORE_EOS)) {
-		s->ops.token(q->owner, q, id, NULL, 0);
+		s->ops.token(q->owner, q, id, "", 0);
 		finish(s, q, COPRO_SEQ_STOP);
 		return;
 	}
 	for (uint32_t i = 0; i < q->n_stop_ids; i++)
 		stopped |= id == q->stop_ids[i];
 	if (stopped) {
-		s->ops.token(q->owner, q, id, NULL, 0);
+		s->ops.token(q->owner, q, id, "", 0);
 		finish(s, q, COPRO_SEQ_STOP);
 		return;
 	}
