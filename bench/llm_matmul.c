@@ -13,6 +13,10 @@
  *
  *   GB/s      weight bytes read per second (the matrix once per call)
  *   GFLOP/s   2 m n k per call
+ * Q8_0 and Q4_0 also run packed (rows "pk-avx2", "pk-512"): the matrix
+ * repacked once by copro_llm_pack, then copro_llm_quantize_xs plus
+ * copro_llm_matmul_packed per call.
+ *
  *   vs BLAS   time of cblas_sgemv (m = 1) or cblas_sgemm (m > 1) on the f32
  *             matrix, measured just before on the same shape, divided by
  *             ours: above 1 is faster than OpenBLAS f32
@@ -63,7 +67,9 @@ static const struct shape shapes[] = {
 static const uint32_t types[] = { COPRO_GGML_F32, COPRO_GGML_F16, COPRO_GGML_Q8_0,
 				  COPRO_GGML_Q4_0 };
 
-/* Seconds per call of copro_llm_matmul (blas 0) or of OpenBLAS (blas 1). */
+/* Seconds per call of copro_llm_matmul (blas 0), of OpenBLAS (blas 1) or of
+ * copro_llm_quantize_xs + copro_llm_matmul_packed (blas 2; w the packed
+ * matrix, scratch the packed-x blocks). */
 static double time_calls(int blas, uint32_t type, const void *w, const float *wf,
 			 const struct shape *s, const float *x, float *y, void *scratch,
 			 double budget)
@@ -74,7 +80,13 @@ static double time_calls(int blas, uint32_t type, const void *w, const float *wf
 	do {
 		if (iters == 1)
 			t0 = now();
-		if (!blas) {
+		if (blas == 2) {
+			if (copro_llm_quantize_xs(x, s->m, s->k, scratch) ||
+			    copro_llm_matmul_packed(w, scratch, s->m, y, 0, s->n)) {
+				fprintf(stderr, "llm_matmul: copro_llm_matmul_packed failed\n");
+				exit(1);
+			}
+		} else if (!blas) {
 			if (copro_llm_matmul(type, w, s->n, s->k, x, s->m, y, 0, s->n, scratch)) {
 				fprintf(stderr, "llm_matmul: copro_llm_matmul failed\n");
 				exit(1);
@@ -174,6 +186,27 @@ int main(int argc, char **argv)
 				       tc * 1e6, (double)(s->n * rb) / tc * 1e-9,
 				       flop / tc * 1e-9, tb / tc);
 			}
+			struct copro_llm_packed *pk;
+			void *xs = malloc(s->m * (s->k / 32) * sizeof(struct copro_block_q8_x));
+
+			if ((type == COPRO_GGML_Q8_0 || type == COPRO_GGML_Q4_0) && xs &&
+			    !copro_llm_pack(type, w, s->n, s->k, &pk)) {
+				for (int isa = COPRO_LLM_ISA_AVX2; isa <= COPRO_LLM_ISA_AVX512; isa++) {
+					char path[16];
+
+					if (copro_llm_set_isa(isa))
+						continue;
+					double tc = time_calls(2, type, pk, NULL, s, x, y, xs, budget);
+
+					snprintf(path, sizeof(path), "pk-%s", isa == COPRO_LLM_ISA_AVX2 ? "avx2" : "512");
+					printf("%-17s %-5s %-7s %10.1f %8.2f %9.2f %8.2f\n", name,
+					       copro_ggml_type_name(type), path, tc * 1e6,
+					       (double)copro_llm_pack_bytes(pk) / tc * 1e-9,
+					       flop / tc * 1e-9, tb / tc);
+				}
+				copro_llm_pack_free(pk);
+			}
+			free(xs);
 			free(scratch);
 			free(wd);
 			free(w);

@@ -485,11 +485,235 @@ static void argmax_should_take_lowest_index_on_ties_and_skip_nan(void **state)
 	assert_int_equal(copro_llm_argmax(a, 0), 0);
 }
 
+/* ---- packed Q8_0 / Q4_0 -------------------------------------------------------- */
+
+/* m tokens of random x (k), quantized both ways: xs for the packed matmul,
+ * xd (m, k) the dequantized Q8_0 values the reference uses. */
+static struct copro_block_q8_x *make_xs(size_t m, size_t k, float *xd)
+{
+	float *x = malloc(m * k * sizeof(float));
+	struct copro_block_q8_x *xs = malloc((m * k / 32 + 1) * sizeof(*xs));
+
+	assert_non_null(x);
+	assert_non_null(xs);
+	for (size_t i = 0; i < m * k; i++)
+		x[i] = frand() * (1.0f + (float)(i % 5));
+	assert_int_equal(copro_llm_quantize_xs(x, m, k, xs), 0);
+	for (size_t b = 0; b < m * k / 32; b++) {
+		int32_t sum = 0;
+
+		for (int i = 0; i < 32; i++) {
+			xd[b * 32 + i] = xs[b].d * (float)xs[b].qs[i];
+			sum += xs[b].qs[i];
+		}
+		assert_int_equal(xs[b].c, -128 * sum);
+	}
+	free(x);
+	return xs;
+}
+
+/*
+ * copro_llm_matmul_packed over [n0, n1) on the current path against the
+ * double reference on the quantized x. Budget (k / 32 + 4) eps l1: the
+ * block sums are exact integers; the product of the two scales rounds
+ * once, the FMA that adds each block once (k / 32 roundings deep), and the
+ * reference's dequantized w and x once each.
+ */
+static void check_packed(uint32_t type, size_t m, size_t n, size_t k, size_t n0, size_t n1)
+{
+	float *wd = malloc(n * k * sizeof(float));
+	float *xd = malloc(m * k * sizeof(float));
+	float *y = malloc(m * n * sizeof(float));
+	struct copro_llm_packed *p;
+	struct copro_block_q8_x *xs;
+	void *w;
+
+	assert_non_null(wd);
+	assert_non_null(xd);
+	assert_non_null(y);
+	w = make_w(type, n, k, wd);
+	xs = make_xs(m, k, xd);
+	assert_int_equal(copro_llm_pack(type, w, n, k, &p), 0);
+	assert_true(copro_llm_pack_bytes(p) >= (n + 15) / 16 * 16 * copro_ggml_row_bytes(type, k));
+	for (size_t i = 0; i < m * n; i++)
+		y[i] = 12345.0f;
+	assert_int_equal(copro_llm_matmul_packed(p, xs, m, y, n0, n1), 0);
+	for (size_t t = 0; t < m; t++) {
+		for (size_t j = 0; j < n; j++) {
+			float got = y[t * n + j];
+			double ref = 0, l1 = 0;
+
+			if (j < n0 || j >= n1) {
+				assert_true(got == 12345.0f);
+				continue;
+			}
+			for (size_t i = 0; i < k; i++) {
+				double v = (double)wd[j * k + i] * xd[t * k + i];
+
+				ref += v;
+				l1 += fabs(v);
+			}
+			double budget = (double)(k / 32 + 4) * FLT_EPSILON * l1;
+
+			if (fabs(got - ref) > budget + 1e-30)
+				fail_msg("packed %s %s m=%zu n=%zu k=%zu: y[%zu][%zu] = %.9g, "
+					 "ref %.9g (budget %.3g)", copro_ggml_type_name(type),
+					 copro_llm_isa_name(copro_llm_isa()), m, n, k, t, j, got,
+					 ref, budget);
+		}
+	}
+	copro_llm_pack_free(p);
+	free(xs);
+	free(w);
+	free(y);
+	free(xd);
+	free(wd);
+}
+
+static void packed_matmul_should_match_reference_on_every_shape(void **state)
+{
+	const struct mm_case *c = *state;
+	static const size_t ms[] = { 1, 3, 4, 5, 17, 64 };
+	static const size_t ks[] = { 32, 64, 768, 2048 };
+	static const size_t ns[] = { 1, 5, 17, 33, 2048 };
+
+	if (set_path(c))
+		skip();
+	for (size_t a = 0; a < 6; a++)
+		for (size_t b = 0; b < 4; b++)
+			for (size_t d = 0; d < 5; d++) {
+				/* The reference is O(m n k) in double: keep it to seconds. */
+				if (ms[a] * ns[d] * ks[b] > 17 * 2048 * 768)
+					continue;
+				check_packed(c->type, ms[a], ns[d], ks[b], 0, ns[d]);
+			}
+	/* Sub-ranges: a thread's share of the rows, cut inside a group. */
+	check_packed(c->type, 17, 33, 64, 5, 17);
+	check_packed(c->type, 5, 33, 64, 16, 32);
+	check_packed(c->type, 3, 256, 768, 100, 256);
+	check_packed(c->type, 64, 33, 32, 32, 33);
+	check_packed(c->type, 4, 2048, 64, 1000, 1001);
+	copro_llm_set_isa(COPRO_LLM_ISA_SCALAR);
+}
+
+/*
+ * Batch invariance: token t's row of y computed with all 64 tokens in the
+ * call equals, bit for bit, the row computed with token t alone, on every
+ * path; and every path gives the scalar path's bits.
+ */
+static void packed_matmul_should_be_batch_invariant_and_equal_on_every_path(void **state)
+{
+	const struct mm_case *c = *state;
+	enum { M = 64, N = 37, K = 768 };
+	float *wd = malloc(N * K * sizeof(float));
+	float *xd = malloc(M * K * sizeof(float));
+	float *y = malloc(M * N * sizeof(float));
+	float *ref = malloc(M * N * sizeof(float));
+	float y1[N];
+	struct copro_llm_packed *p;
+	struct copro_block_q8_x *xs;
+	void *w;
+
+	assert_non_null(wd);
+	assert_non_null(xd);
+	assert_non_null(y);
+	assert_non_null(ref);
+	if (set_path(c))
+		skip();
+	w = make_w(c->type, N, K, wd);
+	xs = make_xs(M, K, xd);
+	assert_int_equal(copro_llm_pack(c->type, w, N, K, &p), 0);
+	assert_int_equal(copro_llm_set_isa(COPRO_LLM_ISA_SCALAR), 0);
+	assert_int_equal(copro_llm_matmul_packed(p, xs, M, ref, 0, N), 0);
+	assert_int_equal(copro_llm_set_isa(c->isa), 0);
+	assert_int_equal(copro_llm_matmul_packed(p, xs, M, y, 0, N), 0);
+	assert_memory_equal(y, ref, M * N * sizeof(float));
+	for (size_t t = 0; t < M; t++) {
+		assert_int_equal(copro_llm_matmul_packed(p, xs + t * K / 32, 1, y1, 0, N), 0);
+		if (memcmp(y1, y + t * N, sizeof(y1)))
+			fail_msg("%s %s: token %zu alone differs from the batch of %d",
+				 copro_ggml_type_name(c->type), copro_llm_isa_name(c->isa), t, M);
+	}
+	/* And in a batch of 3 starting anywhere (other tile shapes). */
+	for (size_t t = 0; t + 3 <= M; t += 7) {
+		float y3[3 * N];
+
+		assert_int_equal(copro_llm_matmul_packed(p, xs + t * K / 32, 3, y3, 0, N), 0);
+		assert_memory_equal(y3, y + t * N, sizeof(y3));
+	}
+	copro_llm_pack_free(p);
+	free(xs);
+	free(w);
+	free(ref);
+	free(y);
+	free(xd);
+	free(wd);
+	copro_llm_set_isa(COPRO_LLM_ISA_SCALAR);
+}
+
+/* A NaN block in one token's x makes that token's outputs NaN only. */
+static void packed_matmul_should_propagate_nan_in_x(void **state)
+{
+	const struct mm_case *c = *state;
+	enum { M = 5, N = 20, K = 64 };
+	float wd[N * K], x[M * K], y[M * N];
+	struct copro_block_q8_x xs[M * K / 32];
+	struct copro_llm_packed *p;
+	void *w;
+
+	if (set_path(c))
+		skip();
+	w = make_w(c->type, N, K, wd);
+	for (size_t i = 0; i < M * K; i++)
+		x[i] = frand();
+	x[2 * K + 40] = NAN;
+	assert_int_equal(copro_llm_quantize_xs(x, M, K, xs), 0);
+	assert_int_equal(copro_llm_pack(c->type, w, N, K, &p), 0);
+	assert_int_equal(copro_llm_matmul_packed(p, xs, M, y, 0, N), 0);
+	for (size_t t = 0; t < M; t++)
+		for (size_t j = 0; j < N; j++)
+			assert_true(t == 2 ? isnan(y[t * N + j]) : isfinite(y[t * N + j]));
+	copro_llm_pack_free(p);
+	free(w);
+	copro_llm_set_isa(COPRO_LLM_ISA_SCALAR);
+}
+
+static void packed_matmul_should_refuse_bad_arguments(void **state)
+{
+	float wd[32 * 64], y[64];
+	struct copro_block_q8_x xs[2];
+	struct copro_llm_packed *p = (void *)1;
+	void *w = make_w(COPRO_GGML_Q8_0, 32, 64, wd);
+
+	(void)state;
+	assert_int_equal(copro_llm_pack(COPRO_GGML_F16, w, 32, 64, &p), -EINVAL);
+	assert_null(p);
+	assert_int_equal(copro_llm_pack(COPRO_GGML_Q8_0, w, 32, 48, &p), -EINVAL);
+	assert_int_equal(copro_llm_pack(COPRO_GGML_Q8_0, w, 0, 64, &p), -EINVAL);
+	assert_int_equal(copro_llm_pack(COPRO_GGML_Q8_0, NULL, 32, 64, &p), -EINVAL);
+	assert_int_equal(copro_llm_pack(COPRO_GGML_Q8_0, w, 32, 64, &p), 0);
+	assert_int_equal(copro_llm_matmul_packed(p, xs, 1, y, 5, 4), -EINVAL);
+	assert_int_equal(copro_llm_matmul_packed(p, xs, 1, y, 0, 33), -EINVAL);
+	assert_int_equal(copro_llm_matmul_packed(p, NULL, 1, y, 0, 32), -EINVAL);
+	assert_int_equal(copro_llm_matmul_packed(p, xs, 0, y, 0, 32), 0);
+	assert_int_equal(copro_llm_matmul_packed(NULL, xs, 1, y, 0, 0), -EINVAL);
+	assert_int_equal(copro_llm_quantize_xs(wd, 1, 48, xs), -EINVAL);
+	copro_llm_pack_free(p);
+	copro_llm_pack_free(NULL);
+	free(w);
+}
+
 /* Named by type and path so a failure says which one: "... (F16 avx2)". */
 #define MM_TEST(i, what, fn) { #fn " (" what ")", fn, NULL, NULL, &cases[i] }
 #define MM_TESTS(i, what)                                                                  \
 	MM_TEST(i, what, matmul_should_match_reference_on_every_shape),                    \
 		MM_TEST(i, what, matmul_should_propagate_nan_in_x)
+
+#define PK_TEST(i, what, fn) MM_TEST(i, what, fn)
+#define PK_TESTS(i, what)                                                                  \
+	PK_TEST(i, what, packed_matmul_should_match_reference_on_every_shape),             \
+		PK_TEST(i, what, packed_matmul_should_be_batch_invariant_and_equal_on_every_path), \
+		PK_TEST(i, what, packed_matmul_should_propagate_nan_in_x)
 
 int main(void)
 {
@@ -506,6 +730,13 @@ int main(void)
 		MM_TESTS(9, "Q4_0 scalar"),
 		MM_TESTS(10, "Q4_0 avx2"),
 		MM_TESTS(11, "Q4_0 avx512"),
+		PK_TESTS(6, "Q8_0 scalar"),
+		PK_TESTS(7, "Q8_0 avx2"),
+		PK_TESTS(8, "Q8_0 avx512"),
+		PK_TESTS(9, "Q4_0 scalar"),
+		PK_TESTS(10, "Q4_0 avx2"),
+		PK_TESTS(11, "Q4_0 avx512"),
+		cmocka_unit_test(packed_matmul_should_refuse_bad_arguments),
 		cmocka_unit_test(matmul_should_refuse_bad_shapes),
 		cmocka_unit_test(matmul_should_do_nothing_for_an_empty_range),
 		cmocka_unit_test(quantize_x_should_match_reference_and_be_shareable),

@@ -6,14 +6,17 @@
  * block table -> output projection -> residual -> RMSNorm -> SwiGLU
  * feed-forward -> residual; then the final norm and the logits.
  *
- * The weights stay in the file's mapping: nothing is copied or converted at
- * load, so a model loads in the time it takes to check it.
+ * F32/F16 weights stay in the file's mapping. Q8_0/Q4_0 matrices are
+ * repacked at load, 16 rows interleaved (copro_llm_pack), which takes about
+ * as long as reading them once; the mapped originals are then dropped.
  */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "llm/gguf.h"
 #include "llm/llama.h"
@@ -142,9 +145,54 @@ static int hparams(const struct copro_gguf *g, struct copro_llama_hparams *hp, c
 	return 0;
 }
 
+static int is_quant_type(uint32_t type)
+{
+	return type == COPRO_GGML_Q8_0 || type == COPRO_GGML_Q4_0;
+}
+
 static uint64_t w_bytes(const struct copro_llama_w *w)
 {
 	return (uint64_t)w->n * copro_ggml_row_bytes(w->type, w->k);
+}
+
+/*
+ * Packs w when it is Q8_0/Q4_0 and packing is on, then drops the file pages
+ * wholly inside its bytes from the mapping: the hot path no longer reads
+ * them, and a later read of w->data (the CUDA upload, say) faults them in
+ * again from the page cache. keep: the bytes are still read (the token
+ * embedding when the output is tied to it).
+ */
+static int pack_w(struct copro_llama *m, struct copro_llama_w *w, int keep, char *err,
+		  size_t errlen)
+{
+	const char *env = getenv("COPRO_LLM_PACK");
+	long page = sysconf(_SC_PAGESIZE);
+	uintptr_t lo, hi;
+	int ret;
+
+	if (!is_quant_type(w->type) || (env && !strcmp(env, "0")))
+		return 0;
+	lo = (uintptr_t)w->data & ~((uintptr_t)page - 1);
+	hi = (uintptr_t)w->data + w_bytes(w);
+#ifdef MADV_POPULATE_READ
+	/* Map the source in one call rather than a fault per page (Linux 5.14;
+	 * advice: failure leaves the faults). */
+	madvise((void *)lo, hi - lo, MADV_POPULATE_READ);
+#endif
+	ret = copro_llm_pack(w->type, w->data, w->n, w->k, &w->pk);
+	if (ret) {
+		snprintf(err, errlen, "cannot repack a %u x %u weight: %s", w->n, w->k,
+			 strerror(-ret));
+		return ret;
+	}
+	m->packed_bytes += copro_llm_pack_bytes(w->pk);
+	if (keep || page <= 0)
+		return 0;
+	lo = ((uintptr_t)w->data + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+	hi = ((uintptr_t)w->data + w_bytes(w)) & ~((uintptr_t)page - 1);
+	if (hi > lo)
+		madvise((void *)lo, hi - lo, MADV_DONTNEED);	/* advice: failure is harmless */
+	return 0;
 }
 
 int copro_llama_load(const char *path, struct copro_llama **out, char *err, size_t errlen)
@@ -219,6 +267,14 @@ int copro_llama_load(const char *path, struct copro_llama **out, char *err, size
 		T(w_down, "ffn_down.weight", hp->hidden, hp->dim);
 #undef T
 #undef V
+		if ((ret = pack_w(m, &L->wq, 0, err, errlen)) ||
+		    (ret = pack_w(m, &L->wk, 0, err, errlen)) ||
+		    (ret = pack_w(m, &L->wv, 0, err, errlen)) ||
+		    (ret = pack_w(m, &L->wo, 0, err, errlen)) ||
+		    (ret = pack_w(m, &L->w_gate, 0, err, errlen)) ||
+		    (ret = pack_w(m, &L->w_up, 0, err, errlen)) ||
+		    (ret = pack_w(m, &L->w_down, 0, err, errlen)))
+			goto fail;
 		m->weight_bytes += w_bytes(&L->wq) + w_bytes(&L->wk) + w_bytes(&L->wv) +
 				   w_bytes(&L->wo) + w_bytes(&L->w_gate) + w_bytes(&L->w_up) +
 				   w_bytes(&L->w_down) + 2 * (uint64_t)hp->dim * 4;
@@ -231,6 +287,10 @@ int copro_llama_load(const char *path, struct copro_llama **out, char *err, size
 		m->weight_bytes += w_bytes(&m->output);
 		m->n_params += (uint64_t)hp->vocab * hp->dim;
 	}
+	/* The embedding rows are still looked up in the file: keep them mapped. */
+	ret = pack_w(m, &m->output, m->output.data == m->tok_embd.data, err, errlen);
+	if (ret)
+		goto fail;
 	ret = copro_tok_from_gguf(g, &m->tok, err, errlen);
 	if (ret)
 		goto fail;
@@ -252,6 +312,18 @@ void copro_llama_free(struct copro_llama *m)
 	if (!m)
 		return;
 	copro_tok_destroy(m->tok);
+	for (uint32_t l = 0; m->layers && l < m->hp.n_layers; l++) {
+		struct copro_llama_layer *L = &m->layers[l];
+
+		copro_llm_pack_free(L->wq.pk);
+		copro_llm_pack_free(L->wk.pk);
+		copro_llm_pack_free(L->wv.pk);
+		copro_llm_pack_free(L->wo.pk);
+		copro_llm_pack_free(L->w_gate.pk);
+		copro_llm_pack_free(L->w_up.pk);
+		copro_llm_pack_free(L->w_down.pk);
+	}
+	copro_llm_pack_free(m->output.pk);
 	free(m->layers);
 	copro_gguf_close(m->g);
 	free(m);
@@ -280,6 +352,7 @@ struct copro_llama_ctx {
 	float *hb, *hb2;	/* (max_tokens, hidden) */
 	float *scores;		/* (n_heads, max_ctx) attention scratch */
 	struct copro_block_q8_0 *xq;	/* (max_tokens, max(dim, hidden) / 32) */
+	struct copro_block_q8_x *xs;	/* (max_tokens, max(dim, hidden) / 32) packed path */
 };
 
 static void *falloc(size_t n)
@@ -314,8 +387,10 @@ int copro_llama_ctx_new(const struct copro_llama *m, uint32_t max_tokens, uint32
 	c->scores = falloc(copro_paged_attention_scratch(hp->n_heads, max_ctx));
 	c->xq = aligned_alloc(64, ((size_t)max_tokens * (wide / COPRO_QK + 1) *
 				   sizeof(struct copro_block_q8_0) + 63) & ~(size_t)63);
+	c->xs = aligned_alloc(64, ((size_t)max_tokens * (wide / COPRO_QK + 1) *
+				   sizeof(struct copro_block_q8_x) + 63) & ~(size_t)63);
 	if (!c->x || !c->xb || !c->q || !c->k || !c->v || !c->att || !c->hb || !c->hb2 ||
-	    !c->scores || !c->xq) {
+	    !c->scores || !c->xq || !c->xs) {
 		copro_llama_ctx_free(c);
 		return -ENOMEM;
 	}
@@ -337,27 +412,38 @@ void copro_llama_ctx_free(struct copro_llama_ctx *c)
 	free(c->hb2);
 	free(c->scores);
 	free(c->xq);
+	free(c->xs);
 	free(c);
 }
 
-static int is_quant(uint32_t type)
-{
-	return type == COPRO_GGML_Q8_0 || type == COPRO_GGML_Q4_0;
-}
+/* Which quantized forms of the current input mm() has made (bits of *x_q). */
+#define XQ_Q8_0 1	/* c->xq, for the unpacked Q8_0/Q4_0 kernel */
+#define XQ_PACKED 2	/* c->xs, for the packed kernel */
 
 /*
- * y (m, w->n) = x (m, w->k) W^T. x_q is x quantized to Q8_0 when a quantized
- * matrix shares this input: it is made once, by the first matmul that needs it.
+ * y (m, w->n) = x (m, w->k) W^T. x_q says which quantized forms of x the
+ * matmuls sharing this input have made: each is made once, by the first
+ * matmul that needs it.
  */
 static int mm(struct copro_llama_ctx *c, const struct copro_llama_w *w, const float *x,
 	      int *x_q, uint32_t m, float *y)
 {
-	if (is_quant(w->type) && !*x_q) {
-		int ret = copro_llm_quantize_x(x, m, w->k, c->xq);
+	int ret;
 
+	if (w->pk) {
+		if (!(*x_q & XQ_PACKED)) {
+			ret = copro_llm_quantize_xs(x, m, w->k, c->xs);
+			if (ret)
+				return ret;
+			*x_q |= XQ_PACKED;
+		}
+		return copro_llm_matmul_packed(w->pk, c->xs, m, y, 0, w->n);
+	}
+	if (is_quant_type(w->type) && !(*x_q & XQ_Q8_0)) {
+		ret = copro_llm_quantize_x(x, m, w->k, c->xq);
 		if (ret)
 			return ret;
-		*x_q = 1;
+		*x_q |= XQ_Q8_0;
 	}
 	return copro_llm_matmul_xq(w->type, w->data, w->n, w->k, x, c->xq, m, y, 0, w->n);
 }

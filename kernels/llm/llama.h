@@ -34,11 +34,16 @@ struct copro_llama_hparams {
 	float eps;			/* RMSNorm epsilon */
 };
 
-/* A weight matrix as GGUF stores it: n rows of k elements of type. */
+struct copro_llm_packed;
+
+/* A weight matrix as GGUF stores it: n rows of k elements of type. For
+ * Q8_0/Q4_0, pk is the row-interleaved copy the matmul reads instead
+ * (kernels/llm/ops.h), made at load; NULL otherwise. */
 struct copro_llama_w {
 	const void *data;
 	uint32_t type;			/* COPRO_GGML_* */
 	uint32_t n, k;
+	struct copro_llm_packed *pk;	/* owned by the model; NULL: not packed */
 };
 
 struct copro_llama_layer {
@@ -63,6 +68,7 @@ struct copro_llama {
 	struct copro_tok *tok;
 	uint64_t n_params;
 	uint64_t weight_bytes;
+	uint64_t packed_bytes;		/* heap taken by the packed copies */
 };
 
 /*
@@ -70,6 +76,13 @@ struct copro_llama {
  * architecture, every tensor present with the shape the hyper-parameters
  * imply, types F32/F16/Q8_0/Q4_0 (norms F32), and a tokenizer. Returns 0
  * or a negative code with a one-line reason in err.
+ *
+ * Every Q8_0/Q4_0 matrix the forward pass multiplies by (the output too,
+ * when quantized) is repacked for the batched kernel (copro_llm_pack: as
+ * many bytes again, on the heap) and the file pages it came from are
+ * dropped from the mapping (they are read again only if something asks
+ * for data, which stays valid). COPRO_LLM_PACK=0 in the environment skips
+ * the packing: the matmul then reads the file's rows as before.
  */
 int copro_llama_load(const char *path, struct copro_llama **out, char *err, size_t errlen);
 void copro_llama_free(struct copro_llama *m);

@@ -97,6 +97,101 @@ int copro_llm_matmul_xq(uint32_t type, const void *w, size_t n, size_t k, const 
 			const struct copro_block_q8_0 *xq, size_t m, float *y, size_t n0,
 			size_t n1);
 
+/* ---- packed (row-interleaved) Q8_0 / Q4_0 weights -------------------------
+ *
+ * The batched matmul above spends, per block of 32 and per (row, token), one
+ * int8 dot, one int->float convert and one FMA: about 8 multiply-adds per
+ * instruction. Packing interleaves the blocks of COPRO_LLM_PACK_R (16)
+ * consecutive rows, as llama.cpp's repacked Q8_0 does, so that one AVX-512
+ * vpdpbusd multiplies 4 int8 of one token (broadcast) by 4 int8 of each of
+ * 16 rows: a block costs 8 vpdpbusd, one convert and one FMA for 16 rows.
+ *
+ * Layout of one group of 16 rows (row g * 16 + r in lane r), nb = k / 32:
+ *
+ *	quants	(nb, qbytes) block b: Q8_0: 8 chunks of 64 bytes, chunk j holds
+ *		for each row r the 4 bytes w[r][32b + 4j .. + 3] + 128 (unsigned);
+ *		Q4_0: 4 chunks of 64 bytes, chunk j holds for each row r the 4
+ *		GGUF bytes qs[4j .. 4j + 3] (low nibble element 4j + e, high
+ *		nibble element 16 + 4j + e), the nibbles q unsigned, (q - 8) * d.
+ *	scales	(nb, 16) fp16, the rows' block scales as the file has them.
+ *
+ * so a packed matrix takes the bytes of the GGUF one, plus the last group's
+ * padding rows (zero weights, zero scales) and up to 32 bytes per group to
+ * start each group on a cache line.
+ *
+ * The sign: vpdpbusd multiplies unsigned by signed bytes. The weights are
+ * the unsigned side (Q8_0 stored + 128, Q4_0 nibbles q as they are, used as
+ * 16 q), the activation the signed side, and the bias is taken out with a
+ * per-(token, block) constant, c = -128 * sum(x q): it starts the integer
+ * accumulator, so
+ *
+ *	Q8_0:	c + sum (w + 128) x  = sum w x
+ *	Q4_0:	c + sum 16 q x       = 16 sum (q - 8) x  (the scale is d / 16)
+ *
+ * exactly, in int32 (|sum| < 2^20). The activation is quantized per token
+ * to struct copro_block_q8_x: the Q8_0 block of copro_llm_quantize_x with
+ * its scale in f32 and c. All paths (scalar, AVX2, AVX-512) compute, per
+ * (row, token), the same integer block sums and then the same float steps
+ * in the same order:
+ *
+ *	acc = 0; for b in 0 .. nb - 1: acc = fmaf((float)S_b, dw_b * dx_b, acc)
+ *
+ * so their results are bitwise equal, and a token's result depends only on
+ * its own x and W, never on m or the other tokens in the call (batch
+ * invariance by construction).
+ */
+#define COPRO_LLM_PACK_R 16
+
+/* A Q8_0 block of an activation for the packed matmul. 40 bytes. */
+struct copro_block_q8_x {
+	float d;		/* the block scale (f16 value of the Q8_0 block), f32 */
+	int32_t c;		/* -128 * sum of qs */
+	int8_t qs[COPRO_QK];
+};
+
+_Static_assert(sizeof(struct copro_block_q8_x) == 40, "packed-x block is 40 bytes");
+
+struct copro_llm_packed {
+	uint32_t type;		/* COPRO_GGML_Q8_0 or COPRO_GGML_Q4_0, the source type */
+	uint32_t n, k;		/* the matrix: n rows of k */
+	uint32_t nb;		/* blocks per row, k / 32 */
+	size_t qbytes;		/* quant bytes of one block of a group: 512 or 256 */
+	size_t gbytes;		/* bytes of one group of 16 rows: nb * (qbytes + 32),
+				 * rounded up to 64 */
+	uint8_t *data;		/* (ceil(n / 16), gbytes), 64-byte aligned */
+};
+
+/*
+ * Pack w, (n, k) Q8_0 or Q4_0 as GGUF stores it, into *out (allocated;
+ * release with copro_llm_pack_free). Returns 0, -EINVAL for another type,
+ * n == 0, k == 0 or not a multiple of 32, or a NULL pointer, -ENOMEM.
+ */
+int copro_llm_pack(uint32_t type, const void *w, size_t n, size_t k,
+		   struct copro_llm_packed **out);
+void copro_llm_pack_free(struct copro_llm_packed *p);
+
+/* Bytes the packed copy takes. */
+size_t copro_llm_pack_bytes(const struct copro_llm_packed *p);
+
+/*
+ * Quantize x (m, k) to m * k / 32 packed-x blocks (token t's at
+ * xs + t * k / 32): the quants and scale of copro_llm_quantize_x (a block
+ * holding NaN or Inf gets a NaN scale, zero quants and c = 0).
+ * Returns 0 or -EINVAL (k == 0 or not a multiple of 32, NULL pointer).
+ */
+int copro_llm_quantize_xs(const float *x, size_t m, size_t k, struct copro_block_q8_x *xs);
+
+/*
+ * y[t][j] = sum_i x[t][i] W[j][i] for t < m, n0 <= j < n1, with W packed
+ * and x quantized by copro_llm_quantize_xs (m, p->k / 32 blocks); y is
+ * (m, p->n), only columns [n0, n1) written (n0, n1 need not be multiples
+ * of 16: a group cut by the range is computed whole and stored masked, so
+ * threads may take any disjoint ranges). Returns 0, or -EINVAL for n0 > n1,
+ * n1 > p->n or a NULL pointer; m == 0 or n0 == n1 does nothing.
+ */
+int copro_llm_matmul_packed(const struct copro_llm_packed *p, const struct copro_block_q8_x *xs,
+			    size_t m, float *y, size_t n0, size_t n1);
+
 /* ---- element-wise ops (f32) ------------------------------------------ */
 
 /* out = x / sqrt(mean(x^2) + eps) * w over one row of n; out may be x. */
