@@ -450,6 +450,8 @@ int copro_llm_load(const struct copro_model_config *mc, int device, struct copro
 		ret = copro_llama_cuda_load(l->m, device, &co, &l->cuda, err, errlen);
 		if (ret)
 			goto fail;
+		/* The weights live on the device now: the CPU's packed copies go. */
+		copro_llama_drop_packed(l->m);
 		snprintf(l->device, sizeof(l->device), "cuda:%d", device & 0xff);
 		l->backend.name = l->device;
 		l->backend.ctx = l->cuda;

@@ -307,23 +307,35 @@ fail:
 	return ret;
 }
 
+static void unpack(struct copro_llama_w *w)
+{
+	copro_llm_pack_free(w->pk);
+	w->pk = NULL;
+}
+
+void copro_llama_drop_packed(struct copro_llama *m)
+{
+	for (uint32_t l = 0; m->layers && l < m->hp.n_layers; l++) {
+		struct copro_llama_layer *L = &m->layers[l];
+
+		unpack(&L->wq);
+		unpack(&L->wk);
+		unpack(&L->wv);
+		unpack(&L->wo);
+		unpack(&L->w_gate);
+		unpack(&L->w_up);
+		unpack(&L->w_down);
+	}
+	unpack(&m->output);
+	m->packed_bytes = 0;
+}
+
 void copro_llama_free(struct copro_llama *m)
 {
 	if (!m)
 		return;
 	copro_tok_destroy(m->tok);
-	for (uint32_t l = 0; m->layers && l < m->hp.n_layers; l++) {
-		struct copro_llama_layer *L = &m->layers[l];
-
-		copro_llm_pack_free(L->wq.pk);
-		copro_llm_pack_free(L->wk.pk);
-		copro_llm_pack_free(L->wv.pk);
-		copro_llm_pack_free(L->wo.pk);
-		copro_llm_pack_free(L->w_gate.pk);
-		copro_llm_pack_free(L->w_up.pk);
-		copro_llm_pack_free(L->w_down.pk);
-	}
-	copro_llm_pack_free(m->output.pk);
+	copro_llama_drop_packed(m);
 	free(m->layers);
 	copro_gguf_close(m->g);
 	free(m);

@@ -86,6 +86,12 @@ struct copro_llama {
  */
 int copro_llama_load(const char *path, struct copro_llama **out, char *err, size_t errlen);
 void copro_llama_free(struct copro_llama *m);
+/*
+ * Frees the packed copies of the quantized matrices (a model whose forward
+ * pass runs elsewhere, on a GPU, does not need them); the CPU forward pass
+ * still works, through the file's own rows.
+ */
+void copro_llama_drop_packed(struct copro_llama *m);
 
 /* The geometry of a KV cache for m with block_tokens positions per block. */
 void copro_llama_kv_geom(const struct copro_llama *m, uint32_t block_tokens,
