@@ -388,6 +388,40 @@ static void should_give_the_same_logits_in_one_step_or_token_by_token(void **sta
 	assert_int_equal(system(path), 0);
 }
 
+static void should_run_the_same_without_the_packed_weights(void **state)
+{
+	char dir[] = "/tmp/copro-llama.XXXXXX", path[300], err[256];
+	int32_t prompt[6] = { 1, 7, 70, 140, 210, 280 };
+	float packed[320], plain[320];
+	struct copro_llama *m;
+	struct copro_llama_ctx *x;
+	struct cache c;
+	double worst = 0;
+
+	assert_non_null(mkdtemp(dir));
+	synth(dir, COPRO_GGML_Q8_0, 64, path, sizeof(path));
+	assert_int_equal(copro_llama_load(path, &m, err, sizeof(err)), 0);
+	assert_true(m->packed_bytes > 0);
+	assert_int_equal(copro_llama_ctx_new(m, 8, CTX, &x), 0);
+	cache_init(&c, m);
+	step(x, &c, prompt, 6, 0, packed);
+	cache_fini(&c);
+	/* A model whose forward pass runs on a GPU frees them; the CPU path still works. */
+	copro_llama_drop_packed(m);
+	assert_int_equal(m->packed_bytes, 0);
+	cache_init(&c, m);
+	step(x, &c, prompt, 6, 0, plain);
+	cache_fini(&c);
+	for (int i = 0; i < 320; i++)
+		worst = fmax(worst, fabs((double)packed[i] - plain[i]));
+	/* The same integer dot products, summed in another order. */
+	assert_true(worst <= 1e-4);
+	copro_llama_ctx_free(x);
+	copro_llama_free(m);
+	snprintf(path, sizeof(path), "rm -rf %s", dir);
+	assert_int_equal(system(path), 0);
+}
+
 static void should_refuse_a_step_with_bad_tokens_or_positions(void **state)
 {
 	char dir[] = "/tmp/copro-llama.XXXXXX", path[300], err[256];
@@ -490,6 +524,7 @@ int main(void)
 		cmocka_unit_test(should_reproduce_the_reference_greedy_continuations),
 		cmocka_unit_test(should_run_quantized_weights_close_to_f32),
 		cmocka_unit_test(should_give_the_same_logits_in_one_step_or_token_by_token),
+		cmocka_unit_test(should_run_the_same_without_the_packed_weights),
 		cmocka_unit_test(should_refuse_a_step_with_bad_tokens_or_positions),
 		cmocka_unit_test(should_refuse_files_that_are_not_llama_models),
 	};
