@@ -715,9 +715,53 @@ static void packed_matmul_should_refuse_bad_arguments(void **state)
 		PK_TEST(i, what, packed_matmul_should_be_batch_invariant_and_equal_on_every_path), \
 		PK_TEST(i, what, packed_matmul_should_propagate_nan_in_x)
 
+/*
+ * The AVX-512 quantizer of x for the packed matmul gives the scalar
+ * reference's bytes exactly: rounding ties (values *.5 after scaling, both
+ * signs), zeros, a block's maximum on either sign, NaN and Inf blocks.
+ */
+static void quantize_xs_should_match_the_scalar_path_bit_for_bit(void **state)
+{
+	enum { M = 7, K = 256, NB = M * K / COPRO_QK };
+	static float x[M * K];
+	static struct copro_block_q8_x a[NB], b[NB];
+	uint32_t r = 12345;
+
+	if (!copro_llm_isa_supported(COPRO_LLM_ISA_AVX512)) {
+		print_message("skipped: this CPU has no AVX-512\n");
+		skip();
+	}
+	for (int i = 0; i < M * K; i++) {
+		r = r * 1103515245u + 12345u;
+		x[i] = ((float)(r >> 8) / 16777216.0f - 0.5f) * 8.0f;
+	}
+	/* Block 1: halves after scaling (amax 127 makes id 1): ties both ways. */
+	for (int j = 0; j < COPRO_QK; j++)
+		x[COPRO_QK + j] = (j == 0) ? 127.0f : (float)(j % 9) - 4.5f;
+	/* Block 2: all zero; block 3: the maximum is negative. */
+	memset(x + 2 * COPRO_QK, 0, COPRO_QK * sizeof(float));
+	x[3 * COPRO_QK + 5] = -50.0f;
+	x[4 * COPRO_QK + 7] = NAN;
+	x[5 * COPRO_QK + 9] = INFINITY;
+	assert_int_equal(copro_llm_set_isa(COPRO_LLM_ISA_SCALAR), 0);
+	assert_int_equal(copro_llm_quantize_xs(x, M, K, a), 0);
+	assert_int_equal(copro_llm_set_isa(COPRO_LLM_ISA_AVX512), 0);
+	assert_int_equal(copro_llm_quantize_xs(x, M, K, b), 0);
+	for (int i = 0; i < NB; i++) {
+		assert_memory_equal(a[i].qs, b[i].qs, COPRO_QK);
+		assert_int_equal(a[i].c, b[i].c);
+		if (isnan(a[i].d))
+			assert_true(isnan(b[i].d));
+		else
+			assert_memory_equal(&a[i].d, &b[i].d, sizeof(float));
+	}
+	assert_true(isnan(b[4].d) && isnan(b[5].d));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(quantize_xs_should_match_the_scalar_path_bit_for_bit),
 		MM_TESTS(0, "F32 scalar"),
 		MM_TESTS(1, "F32 avx2"),
 		MM_TESTS(2, "F32 avx512"),

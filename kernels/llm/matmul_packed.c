@@ -133,12 +133,71 @@ void copro_llm_pack_free(struct copro_llm_packed *p)
 	free(p);
 }
 
+#if LLM_X86
+/*
+ * One block of copro_llm_quantize_xs with AVX-512, bit for bit the scalar
+ * reference: the same NaN/Inf test, the same maximum, the same scalar scale
+ * and reciprocal, the same products, and roundf's rounding (half away from
+ * zero) rebuilt from trunc: |frac| >= 0.5 steps away from zero.
+ */
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static void quantize_block_xs_avx512(const float *xb, struct copro_block_q8_x *out)
+{
+	__m512 v0 = _mm512_loadu_ps(xb), v1 = _mm512_loadu_ps(xb + 16);
+	__mmask16 bad = _mm512_cmp_ps_mask(_mm512_sub_ps(v0, v0), _mm512_setzero_ps(), _CMP_NEQ_UQ) |
+			_mm512_cmp_ps_mask(_mm512_sub_ps(v1, v1), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+	const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+	float amax, d, id;
+	__m512 p[2], v[2] = { v0, v1 };
+	__m512i q[2];
+	int32_t sum;
+
+	if (bad) {
+		/* NaN or Inf: a NaN scale and zero quants, as the scalar path does. */
+		out->d = copro_f16_to_f32(0x7e00);
+		out->c = 0;
+		memset(out->qs, 0, COPRO_QK);
+		return;
+	}
+	amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+	d = amax / 127.0f;
+	id = d != 0.0f ? 1.0f / d : 0.0f;
+	for (int h = 0; h < 2; h++) {
+		__m512 t, frac, away;
+		__mmask16 up;
+
+		p[h] = _mm512_mul_ps(v[h], _mm512_set1_ps(id));
+		t = _mm512_roundscale_ps(p[h], _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+		frac = _mm512_sub_ps(p[h], t);
+		up = _mm512_cmp_ps_mask(_mm512_abs_ps(frac), half, _CMP_GE_OQ);
+		/* copysign(1, p): 1 with p's sign bit */
+		away = _mm512_castsi512_ps(_mm512_or_si512(
+			_mm512_castps_si512(one),
+			_mm512_and_si512(_mm512_castps_si512(p[h]), _mm512_set1_epi32(INT32_MIN))));
+		t = _mm512_mask_add_ps(t, up, t, away);
+		q[h] = _mm512_cvttps_epi32(t);
+	}
+	sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q[0], q[1]));
+	_mm_storeu_si128((__m128i *)out->qs, _mm512_cvtepi32_epi8(q[0]));
+	_mm_storeu_si128((__m128i *)(out->qs + 16), _mm512_cvtepi32_epi8(q[1]));
+	out->d = copro_f16_to_f32(copro_f32_to_f16(d));
+	out->c = -128 * sum;
+}
+#endif
+
 int copro_llm_quantize_xs(const float *x, size_t m, size_t k, struct copro_block_q8_x *xs)
 {
 	size_t nb = k / COPRO_QK;
 
 	if (!k || k % COPRO_QK || (m && (!x || !xs)))
 		return -EINVAL;
+#if LLM_X86
+	if (copro_llm_isa() == COPRO_LLM_ISA_AVX512) {
+		for (size_t b = 0; b < m * nb; b++)
+			quantize_block_xs_avx512(x + b * COPRO_QK, &xs[b]);
+		return 0;
+	}
+#endif
 	for (size_t b = 0; b < m * nb; b++) {
 		struct copro_block_q8_0 q;
 		int32_t sum = 0;
