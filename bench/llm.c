@@ -285,6 +285,9 @@ static void reap(struct copro_sched *s)
 		copro_sched_release(s, dead[--n_dead]);
 }
 
+/* Forward-pass threads of every scheduler (--threads). */
+static uint32_t fwd_threads = 1;
+
 static struct copro_sched *sched_open(struct model *md, uint32_t max_seqs, uint32_t kv_mib,
 				      int static_batching)
 {
@@ -294,6 +297,7 @@ static struct copro_sched *sched_open(struct model *md, uint32_t max_seqs, uint3
 		.max_batched_tokens = STEP_TOKENS,
 		.max_seqs = max_seqs,
 		.static_batching = (uint32_t)static_batching,
+		.threads = fwd_threads,
 	};
 	struct copro_sched *s;
 	char err[256];
@@ -647,7 +651,8 @@ static void usage(FILE *f)
 		"usage: llm [--quick] [--models DIR] [--vocab-file FILE|none] [--kv-heads N]\n"
 		"           [--seed N] [--prompt MIN-MAX] [--gen MIN-MAX] [--waves N]\n"
 		"           [--decode-tokens N] [--poisson-reqs N] [--load F] [--rate R]\n"
-		"           [--prefix-reps N] [--blas-threads N] [--sections 1,2,3,5]\n"
+		"           [--prefix-reps N] [--blas-threads N] [--threads N]\n"
+		"           [--sections 1,2,3,5]\n"
 		"  --quick          a tiny model (dim 64, 2 layers): checks the benchmark in\n"
 		"                   seconds\n"
 		"  --models DIR     model cache, default $BUILD/bench-models\n"
@@ -658,6 +663,7 @@ static void usage(FILE *f)
 		"  --waves N        requests per batching row = N x sequences, at least 4 (2)\n"
 		"  --load F         Poisson rate as a fraction of the measured capacity (0.5)\n"
 		"  --rate R         Poisson rate in requests/s instead\n"
+		"  --threads N      forward-pass threads of the scheduler (1)\n"
 		"  --sections LIST  which of 1 decode, 2 batching (and 4), 3 latency, 5 prefix\n");
 }
 
@@ -693,6 +699,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "rate", required_argument, NULL, 'r' },
 		{ "prefix-reps", required_argument, NULL, 'x' },
 		{ "blas-threads", required_argument, NULL, 'b' },
+		{ "threads", required_argument, NULL, 't' },
 		{ "sections", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -744,6 +751,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			break;
 		case 'b':
 			o->blas_threads = atoi(optarg);
+			break;
+		case 't':
+			if (atoi(optarg) < 1 || atoi(optarg) > 16) {
+				fprintf(stderr, "llm: --threads takes 1 to 16\n");
+				return -1;
+			}
+			fwd_threads = (uint32_t)atoi(optarg);
 			break;
 		case 'S':
 			o->sections = 0;
@@ -812,7 +826,7 @@ static void print_header(struct bench *b)
 	printf("sched:   block_tokens %u, max_batched_tokens %u, KV pool %u MiB (%.1f KiB a "
 	       "token: %u tokens), watermark 1%%\n", BLOCK_TOKENS, STEP_TOKENS, b->kv_mib,
 	       tok / 1024.0, (uint32_t)((double)b->kv_mib * 1048576.0 / tok));
-	printf("threads: forward pass 1, OpenBLAS %d (F32 batched products)\n",
+	printf("threads: forward pass %u, OpenBLAS %d (F32 batched products)\n", fwd_threads,
 	       b->o.blas_threads);
 	printf("sampling: greedy, ignore EOS: each request generates exactly its max_tokens\n");
 	printf("load:    %s before the run (1/5/15 min; other work on the machine skews every "
@@ -981,6 +995,43 @@ static void section_kv(struct bench *b)
 	}
 }
 
+/*
+ * KV utilization on longer sequences: 64 at once, prompts of 192-320 tokens
+ * (chat-sized) and 96-160 generated (long enough that all are admitted
+ * before the first ends: prompts enter at max_batched_tokens a step). The
+ * waste is the unfilled end of each
+ * sequence's last block, about half a block a sequence, so it shrinks as
+ * sequences grow; the short mixed workload of section 2 shows the other end.
+ */
+static void section_kv_long(struct bench *b)
+{
+	struct opts lo = b->o;
+	struct run_result r;
+	struct req *w;
+	uint32_t n = MAX_SEQS, kv_mib = b->kv_mib;
+
+	lo.p_min = 192;
+	lo.p_max = 320;
+	lo.g_min = 96;
+	lo.g_max = 160;
+	/* Room for all 64 at their longest, and a quarter more: nothing is preempted. */
+	{
+		double need = (double)MAX_SEQS * (lo.p_max + lo.g_max + BLOCK_TOKENS) *
+			      b->q8.kv_token_bytes * 1.25 / 1048576.0;
+
+		if (need > kv_mib)
+			kv_mib = (uint32_t)need + 1;
+	}
+	w = workload(&lo, b->q8.m->hp.vocab, n, b->o.seed + 7);
+	run_closed(&b->q8, w, n, MAX_SEQS, kv_mib, 0, (MAX_SEQS * 9 + 9) / 10, &r);
+	printf("   longer sequences: 64 requests at once, prompt %u-%u tokens, max_tokens %u-%u, "
+	       "continuous:\n", lo.p_min, lo.p_max, lo.g_min, lo.g_max);
+	printf("%-12s %7llu %7.1f%% %7.1f%%\n", "continuous", (unsigned long long)r.util_n,
+	       r.util_n ? 100.0 * r.util_sum / (double)r.util_n : 0.0,
+	       r.util_n ? 100.0 * r.util_min : 0.0);
+	workload_free(w, n);
+}
+
 static void section_prefix(struct bench *b)
 {
 	struct prefix_result pr;
@@ -1081,7 +1132,7 @@ int main(int argc, char **argv)
 	if ((o->sections & 4) && section_latency(&b))
 		return 2;
 	if (o->sections & 2)
-		section_kv(&b);
+		{ section_kv(&b); section_kv_long(&b); }
 	if (o->sections & 16)
 		section_prefix(&b);
 

@@ -254,6 +254,10 @@ int copro_model_config_set(struct copro_model_config *m, const char *key, const 
 		if (parse_uint(value, 10, 1, 4096, &v))
 			return -EINVAL;
 		m->max_seqs = (uint32_t)v;
+	} else if (!strcmp(key, "threads")) {
+		if (parse_uint(value, 10, 1, 16, &v))
+			return -EINVAL;
+		m->threads = (uint32_t)v;
 	} else if (!strcmp(key, "context")) {
 		if (parse_uint(value, 10, 1, 1048576, &v))
 			return -EINVAL;

@@ -41,6 +41,7 @@ struct copro_model_config {
 	uint32_t max_batched_tokens;	/* tokens per forward step, default 512 */
 	uint32_t max_seqs;		/* sequences running at once, default 64 */
 	uint32_t context;		/* context length, default the model's */
+	uint32_t threads;		/* forward-pass threads on the CPU, default 1 */
 	/* Placement (placement.h). */
 	int32_t numa;			/* COPRO_NUMA_*, or a node; default inherit */
 	char device[16];		/* "auto" (default), "cpu" or "cuda:N" */

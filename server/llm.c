@@ -424,6 +424,7 @@ int copro_llm_load(const struct copro_model_config *mc, int device, struct copro
 		.max_batched_tokens = mc->max_batched_tokens,
 		.max_seqs = mc->max_seqs,
 		.max_ctx = mc->context,
+		.threads = mc->threads,
 	};
 	struct copro_llm *l;
 	int ret;

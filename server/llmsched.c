@@ -175,6 +175,14 @@ int copro_sched_new(struct copro_llama *m, const struct copro_llm_opts *opts,
 		ret = copro_llama_ctx_new(m, s->o.max_batched_tokens, s->max_ctx, &s->ctx);
 		if (ret)
 			goto nomem;
+		if (s->o.threads > 1) {
+			ret = copro_llama_ctx_set_threads(s->ctx, (int)s->o.threads);
+			if (ret) {
+				snprintf(err, errlen, "cannot start %u forward-pass threads: %s",
+					 s->o.threads, strerror(-ret));
+				goto fail;
+			}
+		}
 	}
 	ret = copro_sample_scratch_init(&s->scratch, vocab);
 	if (ret)

@@ -63,6 +63,7 @@ struct copro_llm_opts {
 	uint32_t static_batching;	/* 1: admit only when nothing runs (the baseline
 					 * continuous batching is measured against) */
 	const struct copro_llm_backend *backend;	/* NULL: the CPU */
+	uint32_t threads;		/* CPU forward pass threads, default 1 */
 	uint32_t fail_step;		/* fault injection for tests: the forward pass of
 					 * this step (1, 2, ...) fails with -EIO; 0 never */
 };

@@ -422,6 +422,55 @@ static void should_run_the_same_without_the_packed_weights(void **state)
 	assert_int_equal(system(path), 0);
 }
 
+static void should_give_bitwise_the_same_logits_on_any_number_of_threads(void **state)
+{
+	static const uint32_t types[] = { COPRO_GGML_F32, COPRO_GGML_Q8_0, COPRO_GGML_Q4_0 };
+	char dir[] = "/tmp/copro-llama.XXXXXX", path[300], err[256];
+	int32_t prompt[19];
+	static float one[19][320], many[19][320];
+
+	for (int i = 0; i < 19; i++)
+		prompt[i] = 1 + 17 * i % 300;
+	assert_non_null(mkdtemp(dir));
+	for (int t = 0; t < 3; t++) {
+		for (int threads = 1; threads <= 3; threads += 2) {
+			struct copro_llama *m;
+			struct copro_llama_ctx *x;
+			struct cache c;
+
+			synth(dir, types[t], 64, path, sizeof(path));
+			assert_int_equal(copro_llama_load(path, &m, err, sizeof(err)), 0);
+			assert_int_equal(copro_llama_ctx_new(m, 32, CTX, &x), 0);
+			assert_int_equal(copro_llama_ctx_set_threads(x, threads), 0);
+			cache_init(&c, m);
+			/* A prompt in one step, then single-token steps: both kinds of region. */
+			step(x, &c, prompt, 12, 0, threads == 1 ? one[0] : many[0]);
+			for (int i = 12; i < 19; i++)
+				step(x, &c, prompt + i, 1, (uint32_t)i,
+				     threads == 1 ? one[i] : many[i]);
+			cache_fini(&c);
+			copro_llama_ctx_free(x);
+			copro_llama_free(m);
+		}
+		assert_memory_equal(one[0], many[0], sizeof(one[0]));
+		for (int i = 12; i < 19; i++)
+			assert_memory_equal(one[i], many[i], sizeof(one[i]));
+	}
+	{
+		struct copro_llama *m;
+		struct copro_llama_ctx *x;
+
+		assert_int_equal(copro_llama_load(path, &m, err, sizeof(err)), 0);
+		assert_int_equal(copro_llama_ctx_new(m, 4, 64, &x), 0);
+		assert_int_equal(copro_llama_ctx_set_threads(x, 0), -EINVAL);
+		assert_int_equal(copro_llama_ctx_set_threads(x, 17), -EINVAL);
+		copro_llama_ctx_free(x);
+		copro_llama_free(m);
+	}
+	snprintf(path, sizeof(path), "rm -rf %s", dir);
+	assert_int_equal(system(path), 0);
+}
+
 static void should_refuse_a_step_with_bad_tokens_or_positions(void **state)
 {
 	char dir[] = "/tmp/copro-llama.XXXXXX", path[300], err[256];
@@ -525,6 +574,7 @@ int main(void)
 		cmocka_unit_test(should_run_quantized_weights_close_to_f32),
 		cmocka_unit_test(should_give_the_same_logits_in_one_step_or_token_by_token),
 		cmocka_unit_test(should_run_the_same_without_the_packed_weights),
+		cmocka_unit_test(should_give_bitwise_the_same_logits_on_any_number_of_threads),
 		cmocka_unit_test(should_refuse_a_step_with_bad_tokens_or_positions),
 		cmocka_unit_test(should_refuse_files_that_are_not_llama_models),
 	};

@@ -235,6 +235,32 @@ static void should_give_the_same_tokens_alone_or_in_a_batch_of_32(void **state)
 	copro_sched_free(s);
 }
 
+static void should_give_the_same_tokens_on_two_threads(void **state)
+{
+	struct copro_llm_opts opt = { .kv_cache_mib = 8, .max_batched_tokens = 512,
+				      .max_seqs = 64, .threads = 2 };
+	struct copro_sched *s;
+	static struct out o[N];
+	int32_t p[128];
+	char err[256];
+
+	run_solo();
+	assert_int_equal(copro_sched_new(q8, &opt, &ops, &s, err, sizeof(err)), 0);
+	for (int i = 0; i < N; i++) {
+		prompt_of(p, len_of(i), (uint32_t)i);
+		submit(s, p, len_of(i), 24 + (uint32_t)i % 9, i % 2 ? 0.8f : 0.0f, 1000u + (uint32_t)i,
+		       0, &o[i]);
+	}
+	drain(s);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(o[i].n, solo[i].n);
+		assert_memory_equal(o[i].toks, solo[i].toks, o[i].n * sizeof(int32_t));
+	}
+	release(s, o, N);
+	assert_idle(s);
+	copro_sched_free(s);
+}
+
 static void should_resume_preempted_sequences_with_the_same_tokens(void **state)
 {
 	/* A pool of a few blocks: 32 sequences cannot all hold their context. */
@@ -614,6 +640,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(should_give_the_same_tokens_alone_or_in_a_batch_of_32),
+		cmocka_unit_test(should_give_the_same_tokens_on_two_threads),
 		cmocka_unit_test(should_resume_preempted_sequences_with_the_same_tokens),
 		cmocka_unit_test(should_chunk_long_prompts_without_stalling_decoders),
 		cmocka_unit_test(should_reuse_a_shared_prompt_prefix),

@@ -11,6 +11,8 @@
  * as long as reading them once; the mapped originals are then dropped.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -352,9 +354,31 @@ void copro_llama_kv_geom(const struct copro_llama *m, uint32_t block_tokens,
 
 /* ---- the forward pass ------------------------------------------------------------ */
 
+#define LLM_MAX_THREADS	16
+#define HELPER_SPIN	20000	/* pauses a helper spins for the next region, then sleeps */
+
+struct copro_llama_ctx;
+typedef int (*par_fn)(struct copro_llama_ctx *c, void *arg, int part, int parts);
+
 struct copro_llama_ctx {
 	const struct copro_llama *m;
 	uint32_t max_tokens, max_ctx;
+	/*
+	 * Helper threads for the parallel regions of a step (matmul columns,
+	 * attention tokens): the caller's thread is part 0. A region is
+	 * published by bumping gen (seq_cst, paired with the helpers' sleeping
+	 * count so none sleeps through one); each helper adds to done when its
+	 * part is finished.
+	 */
+	int n_threads;
+	pthread_t th[LLM_MAX_THREADS];
+	_Atomic uint32_t gen, done, stop, sleeping;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	par_fn fn;
+	void *arg;
+	int part_ret[LLM_MAX_THREADS];
+	float *scores_t[LLM_MAX_THREADS];	/* attention scratch of parts 1.. */
 	float *x;		/* (max_tokens, dim) the residual stream */
 	float *xb;		/* (max_tokens, dim) */
 	float *q;		/* (max_tokens, dim) */
@@ -388,6 +412,7 @@ int copro_llama_ctx_new(const struct copro_llama *m, uint32_t max_tokens, uint32
 	c->m = m;
 	c->max_tokens = max_tokens;
 	c->max_ctx = max_ctx;
+	c->n_threads = 1;
 	c->x = falloc((size_t)max_tokens * hp->dim);
 	c->xb = falloc((size_t)max_tokens * hp->dim);
 	c->q = falloc((size_t)max_tokens * hp->dim);
@@ -410,10 +435,13 @@ int copro_llama_ctx_new(const struct copro_llama *m, uint32_t max_tokens, uint32
 	return 0;
 }
 
+static void stop_helpers(struct copro_llama_ctx *c);
+
 void copro_llama_ctx_free(struct copro_llama_ctx *c)
 {
 	if (!c)
 		return;
+	stop_helpers(c);
 	free(c->x);
 	free(c->xb);
 	free(c->q);
@@ -425,7 +453,135 @@ void copro_llama_ctx_free(struct copro_llama_ctx *c)
 	free(c->scores);
 	free(c->xq);
 	free(c->xs);
+	for (int i = 1; i < LLM_MAX_THREADS; i++)
+		free(c->scores_t[i]);
 	free(c);
+}
+
+/* ---- helper threads ---------------------------------------------------------------- */
+
+static inline void relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+struct helper_arg {
+	struct copro_llama_ctx *c;
+	int part;
+};
+
+static void *helper_main(void *p)
+{
+	struct helper_arg *h = p;
+	struct copro_llama_ctx *c = h->c;
+	int part = h->part;
+	uint32_t seen = 0;
+
+	free(h);
+	for (;;) {
+		uint32_t g;
+		int spin = 0;
+
+		/* Spin briefly: the next region of a step comes within microseconds. */
+		while ((g = atomic_load(&c->gen)) == seen && !atomic_load(&c->stop) &&
+		       spin++ < HELPER_SPIN)
+			relax();
+		if (g == seen && !atomic_load(&c->stop)) {
+			pthread_mutex_lock(&c->mu);
+			atomic_fetch_add(&c->sleeping, 1);
+			while ((g = atomic_load(&c->gen)) == seen && !atomic_load(&c->stop))
+				pthread_cond_wait(&c->cv, &c->mu);
+			atomic_fetch_sub(&c->sleeping, 1);
+			pthread_mutex_unlock(&c->mu);
+		}
+		if (atomic_load(&c->stop))
+			break;
+		seen = g;
+		c->part_ret[part] = c->fn(c, c->arg, part, c->n_threads);
+		/* Release: the caller that sees done sees the part's outputs. */
+		atomic_fetch_add_explicit(&c->done, 1, memory_order_release);
+	}
+	return NULL;
+}
+
+/*
+ * Runs fn over parts 0 .. n_threads - 1, part 0 on this thread, and returns
+ * the first part's error, if any. The parts write disjoint outputs.
+ */
+static int par_run(struct copro_llama_ctx *c, par_fn fn, void *arg)
+{
+	int ret;
+
+	if (c->n_threads == 1)
+		return fn(c, arg, 0, 1);
+	c->fn = fn;
+	c->arg = arg;
+	atomic_store_explicit(&c->done, 0, memory_order_relaxed);
+	/* seq_cst with the helpers' sleeping count: either they see gen or we see them. */
+	atomic_fetch_add(&c->gen, 1);
+	if (atomic_load(&c->sleeping)) {
+		pthread_mutex_lock(&c->mu);
+		pthread_cond_broadcast(&c->cv);
+		pthread_mutex_unlock(&c->mu);
+	}
+	ret = fn(c, arg, 0, c->n_threads);
+	while (atomic_load_explicit(&c->done, memory_order_acquire) != (uint32_t)c->n_threads - 1)
+		relax();
+	for (int i = 1; i < c->n_threads; i++)
+		if (!ret)
+			ret = c->part_ret[i];
+	return ret;
+}
+
+int copro_llama_ctx_set_threads(struct copro_llama_ctx *c, int n)
+{
+	if (n < 1 || n > LLM_MAX_THREADS || c->n_threads > 1)
+		return -EINVAL;
+	if (n == 1)
+		return 0;
+	for (int i = 1; i < n; i++) {
+		c->scores_t[i] = falloc(copro_paged_attention_scratch(c->m->hp.n_heads, c->max_ctx));
+		if (!c->scores_t[i])
+			return -ENOMEM;
+	}
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	c->n_threads = n;
+	for (int i = 1; i < n; i++) {
+		struct helper_arg *h = malloc(sizeof(*h));
+		int ret;
+
+		if (!h)
+			ret = ENOMEM;
+		else {
+			h->c = c;
+			h->part = i;
+			ret = pthread_create(&c->th[i], NULL, helper_main, h);
+		}
+		if (ret) {
+			free(h);
+			c->n_threads = i;	/* the ones started so far stop with the context */
+			return -ret;
+		}
+	}
+	return 0;
+}
+
+static void stop_helpers(struct copro_llama_ctx *c)
+{
+	if (c->n_threads <= 1)
+		return;
+	pthread_mutex_lock(&c->mu);
+	atomic_store(&c->stop, 1);
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	for (int i = 1; i < c->n_threads; i++)
+		pthread_join(c->th[i], NULL);
+	pthread_mutex_destroy(&c->mu);
+	pthread_cond_destroy(&c->cv);
+	c->n_threads = 1;
 }
 
 /* Which quantized forms of the current input mm() has made (bits of *x_q). */
@@ -437,9 +593,40 @@ void copro_llama_ctx_free(struct copro_llama_ctx *c)
  * matmuls sharing this input have made: each is made once, by the first
  * matmul that needs it.
  */
+struct mm_job {
+	const struct copro_llama_w *w;
+	const float *x;
+	uint32_t m;
+	float *y;
+};
+
+/*
+ * Part `part` of a matmul: a slice of the output columns, cut at multiples
+ * of 16 (the packed kernel's row groups). Each output is computed exactly
+ * as without threads, so the result does not depend on how many there are.
+ */
+static int mm_part(struct copro_llama_ctx *c, void *arg, int part, int parts)
+{
+	const struct mm_job *j = arg;
+	const struct copro_llama_w *w = j->w;
+	size_t groups = (w->n + 15) / 16;
+	size_t n0 = groups * (size_t)part / (size_t)parts * 16;
+	size_t n1 = groups * (size_t)(part + 1) / (size_t)parts * 16;
+
+	if (n1 > w->n)
+		n1 = w->n;
+	if (n0 >= n1)
+		return 0;
+	if (w->pk)
+		return copro_llm_matmul_packed(w->pk, c->xs, j->m, j->y, n0, n1);
+	return copro_llm_matmul_xq(w->type, w->data, w->n, w->k, j->x, c->xq, j->m, j->y, n0,
+				   n1);
+}
+
 static int mm(struct copro_llama_ctx *c, const struct copro_llama_w *w, const float *x,
 	      int *x_q, uint32_t m, float *y)
 {
+	struct mm_job j = { .w = w, .x = x, .m = m, .y = y };
 	int ret;
 
 	if (w->pk) {
@@ -449,15 +636,39 @@ static int mm(struct copro_llama_ctx *c, const struct copro_llama_w *w, const fl
 				return ret;
 			*x_q |= XQ_PACKED;
 		}
-		return copro_llm_matmul_packed(w->pk, c->xs, m, y, 0, w->n);
-	}
-	if (is_quant_type(w->type) && !(*x_q & XQ_Q8_0)) {
+	} else if (is_quant_type(w->type) && !(*x_q & XQ_Q8_0)) {
 		ret = copro_llm_quantize_x(x, m, w->k, c->xq);
 		if (ret)
 			return ret;
 		*x_q |= XQ_Q8_0;
 	}
-	return copro_llm_matmul_xq(w->type, w->data, w->n, w->k, x, c->xq, m, y, 0, w->n);
+	return par_run(c, mm_part, &j);
+}
+
+struct att_job {
+	const struct copro_kv_view *kv;
+	const struct copro_llama_batch *b;
+	uint32_t layer;
+};
+
+/* Part `part` of the attention of a step: a slice of its tokens. */
+static int att_part(struct copro_llama_ctx *c, void *arg, int part, int parts)
+{
+	const struct att_job *j = arg;
+	const struct copro_llama_hparams *hp = &c->m->hp;
+	uint32_t n = j->b->n, i0 = n * (uint32_t)part / (uint32_t)parts;
+	uint32_t i1 = n * (uint32_t)(part + 1) / (uint32_t)parts;
+	float *scratch = part ? c->scores_t[part] : c->scores;
+
+	for (uint32_t i = i0; i < i1; i++) {
+		int ret = copro_paged_attention(j->kv, j->layer, j->b->tables[i], j->b->pos[i] + 1,
+						c->q + (size_t)i * hp->dim, hp->n_heads,
+						c->att + (size_t)i * hp->dim, scratch);
+
+		if (ret)
+			return ret;
+	}
+	return 0;
 }
 
 int copro_llama_forward(struct copro_llama_ctx *c, const struct copro_kv_view *kv,
@@ -503,10 +714,10 @@ int copro_llama_forward(struct copro_llama_ctx *c, const struct copro_kv_view *k
 				       c->v + (size_t)i * kv_dim);
 		}
 		/* Every K/V of the step is in the cache before any token attends. */
-		for (uint32_t i = 0; i < n; i++) {
-			ret = copro_paged_attention(kv, l, b->tables[i], b->pos[i] + 1,
-						    c->q + (size_t)i * dim, hp->n_heads,
-						    c->att + (size_t)i * dim, c->scores);
+		{
+			struct att_job aj = { .kv = kv, .b = b, .layer = l };
+
+			ret = par_run(c, att_part, &aj);
 			if (ret)
 				return ret;
 		}

@@ -119,6 +119,14 @@ struct copro_llama_ctx;
 int copro_llama_ctx_new(const struct copro_llama *m, uint32_t max_tokens, uint32_t max_ctx,
 			struct copro_llama_ctx **out);
 void copro_llama_ctx_free(struct copro_llama_ctx *c);
+/*
+ * Runs the steps of c on n threads (the caller's and n - 1 helpers, 1 to
+ * 16): each matmul's output columns and the step's attention are split
+ * between them. Every output is computed as it is on one thread, so the
+ * logits do not depend on n. Call once, before the first step. Returns 0,
+ * -EINVAL or the error of a helper that did not start.
+ */
+int copro_llama_ctx_set_threads(struct copro_llama_ctx *c, int n);
 
 /*
  * Runs the step. Returns 0, or -EINVAL for a token id out of range, a
