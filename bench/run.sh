@@ -57,7 +57,15 @@ echo
 # The language-model runtime in process: a synthetic Llama of 100M parameters
 # (F32 and Q8_0, written once into $BUILD/bench-models) through the
 # continuous-batching scheduler; about 4 minutes on a 2-vCPU VM.
+# The weight matmul of the language-model runtime per type and ISA path,
+# beside OpenBLAS on the dequantized matrix (about 20 s).
+if [ -x "$BUILD/bench/llm_matmul" ]; then
+	echo
+	"$BUILD/bench/llm_matmul"
+fi
+
+# Forward-pass threads: every CPU of the machine unless LLM_THREADS says.
 if [ -x "$BUILD/bench/llm" ]; then
 	echo
-	"$BUILD/bench/llm"
+	"$BUILD/bench/llm" --threads "${LLM_THREADS:-$(nproc)}"
 fi
