@@ -813,7 +813,8 @@ static void print_header(struct bench *b)
 	char la[64];
 
 	printf("copro llm benchmark%s: synthetic Llama through the continuous-batching "
-	       "scheduler,\nin process, one thread\n", b->o.quick ? " (--quick: tiny model)" : "");
+	       "scheduler,\nin process, %u forward-pass thread%s\n", b->o.quick ? " (--quick: tiny model)" : "",
+	       fwd_threads, fwd_threads == 1 ? "" : "s");
 	printf("model:   copro-model synth: dim %u, %u layers, %u heads, %u KV heads, hidden %u, "
 	       "vocab %u (%s),\n         context %u; %.1fM parameters\n", hp->dim, hp->n_layers,
 	       hp->n_heads, hp->n_kv_heads, hp->hidden, hp->vocab,
