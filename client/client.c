@@ -84,7 +84,7 @@ struct copro_gen {
 	struct copro_client *c;
 	struct copro_gen *next, *prev;
 	uint64_t user_data;
-	struct copro_tensor prompt, params, tokens, text, result;
+	struct copro_tensor prompt, params, tokens, text, result, pids;
 	uint32_t rows;			/* of tokens */
 	uint32_t avail;			/* tokens the server says are written */
 	uint32_t next_tok;		/* the next token event to give */
@@ -1170,12 +1170,13 @@ static void gen_free_tensors(struct copro_client *c, struct copro_gen *g)
 	copro_tensor_free(c, &g->tokens);
 	copro_tensor_free(c, &g->text);
 	copro_tensor_free(c, &g->result);
+	copro_tensor_free(c, &g->pids);
 }
 
 int copro_gen_start(struct copro_client *c, uint32_t model, const void *prompt, size_t len,
 		    const struct copro_gen_params *p, uint16_t priority, struct copro_gen **out)
 {
-	const struct copro_tensor *ins[2], *outs[3];
+	const struct copro_tensor *ins[2], *outs[4];
 	struct copro_request r = { 0 };
 	struct copro_sqe *sqe;
 	struct copro_gen *g;
@@ -1224,6 +1225,11 @@ int copro_gen_start(struct copro_client *c, uint32_t model, const void *prompt, 
 	ret = copro_tensor_alloc(c, COPRO_DT_U8, 1, &d, &g->result);
 	if (ret)
 		goto fail;
+	/* Room for the prompt's ids: a text prompt makes at most a token a byte, and BOS. */
+	d = ids ? (len ? len : 1) : len + 3;
+	ret = copro_tensor_alloc(c, COPRO_DT_I32, 1, &d, &g->pids);
+	if (ret)
+		goto fail;
 	if (len)
 		memcpy(g->prompt.data, prompt, len * (ids ? 4 : 1));
 	else if (ids)
@@ -1236,10 +1242,11 @@ int copro_gen_start(struct copro_client *c, uint32_t model, const void *prompt, 
 	outs[0] = &g->tokens;
 	outs[1] = &g->text;
 	outs[2] = &g->result;
+	outs[3] = &g->pids;
 	r.model = model;
 	r.priority = priority;
 	r.n_in = 2;
-	r.n_out = 3;
+	r.n_out = 4;
 	r.in = ins;
 	r.out = outs;
 	r.user_data = g->user_data;
@@ -1350,6 +1357,21 @@ int copro_gen_cancel(struct copro_gen *g)
 	if (g->final)
 		return 0;
 	return copro_cancel(g->c, g->user_data);
+}
+
+int copro_gen_prompt_ids(const struct copro_gen *g, const int32_t **ids)
+{
+	uint32_t n;
+
+	if (!g || !ids)
+		return -EINVAL;
+	if (!g->final)
+		return -EAGAIN;	/* the count comes with the result */
+	n = g->res.prompt_tokens;
+	if (n > g->pids.bytes / 4)
+		n = (uint32_t)(g->pids.bytes / 4);
+	*ids = g->pids.data;
+	return (int)n;
 }
 
 const struct copro_gen_result *copro_gen_result(const struct copro_gen *g)

@@ -129,6 +129,7 @@ int copro_gen_start(struct copro_client *c, uint32_t model, const void *prompt, 
 int copro_gen_next(struct copro_gen *g, struct copro_gen_event *ev, int64_t timeout_ns);
 int copro_gen_cancel(struct copro_gen *g);
 const struct copro_gen_result *copro_gen_result(const struct copro_gen *g);
+int copro_gen_prompt_ids(const struct copro_gen *g, const int32_t **ids);
 void copro_gen_free(struct copro_gen *g);
 
 int copro_load(struct copro_client *c, const char *name, const char *path, const char *options,

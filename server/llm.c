@@ -248,6 +248,13 @@ static void take_new(struct copro_llm *l)
 			refuse(l, job, ret, why);
 			continue;
 		}
+		if (job->sqe.n_out == 4) {
+			/* The prompt as the model reads it, before any token is published. */
+			uint64_t cap = job->desc[5].length / 4;
+			uint32_t np = job->seq->n_prompt < cap ? job->seq->n_prompt : (uint32_t)cap;
+
+			memcpy(job->arena + job->desc[5].offset, job->seq->tokens, (size_t)np * 4);
+		}
 		l->live[l->n_live++] = job;
 	}
 }

@@ -39,7 +39,8 @@ struct copro_model;
 
 struct copro_gen_job {
 	struct copro_sqe sqe;				/* private copy */
-	struct copro_tensor_desc desc[5];		/* prompt, params; tokens, text, result */
+	struct copro_tensor_desc desc[6];		/* prompt, params; tokens, text, result,
+							 * and prompt_ids when n_out is 4 */
 	struct copro_gen_params p;			/* private copy, checked */
 	struct copro_session *s;
 	uint8_t *arena;

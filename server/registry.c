@@ -133,14 +133,18 @@ void copro_registry_set_tmodel(struct copro_model *m, struct copro_tmodel *tm)
 
 void copro_registry_set_llm(struct copro_model *m, struct copro_llm *llm)
 {
-	static const char *const names[5] = { "prompt", "params", "tokens", "text", "result" };
-	static const uint8_t dtypes[5] = { 0, COPRO_DT_U8, COPRO_DT_I32, COPRO_DT_U8, COPRO_DT_U8 };
-	static const int64_t dims[5] = { -1, sizeof(struct copro_gen_params), -1, -1,
-					 sizeof(struct copro_gen_result) };
+	static const char *const names[6] = { "prompt", "params", "tokens", "text", "result",
+					      "prompt_ids" };
+	static const uint8_t dtypes[6] = { 0, COPRO_DT_U8, COPRO_DT_I32, COPRO_DT_U8, COPRO_DT_U8,
+					   COPRO_DT_I32 };
+	static const int64_t dims[6] = { -1, sizeof(struct copro_gen_params), -1, -1,
+					 sizeof(struct copro_gen_result), -1 };
 
 	m->n_in = m->min_in = m->max_in = 2;
-	m->n_out = m->min_out = m->max_out = 3;
-	for (int i = 0; i < 5; i++) {
+	/* prompt_ids is optional: 3 or 4 outputs */
+	m->n_out = m->max_out = 4;
+	m->min_out = 3;
+	for (int i = 0; i < 6; i++) {
 		struct copro_tensor_sig *s = &m->sig[i];
 
 		sig_any(s, names[i], 0);

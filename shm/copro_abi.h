@@ -213,7 +213,7 @@ struct copro_cqe {
 
 /*
  * Generation (COPRO_OP_GENERATE, feature COPRO_FEAT_GENERATE). The arena
- * holds at desc_off, in this order (n_in 2, n_out 3):
+ * holds at desc_off, in this order (n_in 2, n_out 3 or 4):
  *
  *   in[0]   the prompt, rank 1: U8 UTF-8 text, or I32 token ids when
  *           params.flags has COPRO_GEN_F_IDS
@@ -226,6 +226,10 @@ struct copro_cqe {
  *           COPRO_FINISH_LENGTH when the next piece would not fit
  *   out[2]  U8 [sizeof(struct copro_gen_result)]: written before the last
  *           completion
+ *   out[3]  optional (n_out 4), I32 [p]: the prompt's token ids as the model
+ *           reads them (tokenized, BOS added, truncated), the first p of
+ *           them, written before the first token's completion;
+ *           result.prompt_tokens says how many there were
  *
  * Completions: while the sequence runs, entries flagged COPRO_CQE_F_MORE,
  * res = tokens written to out[0] so far, aux = bytes written to out[1] so

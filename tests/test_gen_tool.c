@@ -366,9 +366,11 @@ static void should_bound_the_tokens_by_max_tokens_and_print_their_ids(void **sta
 	assert_int_equal(ints_after(r.e, "generated ids:", v, 64), 7);
 	for (int i = 0; i < 7; i++)
 		assert_int_equal(v[i], lib.toks[i]);
-	/* A text prompt's ids are the daemon's: only their count is known. */
+	/* A text prompt's ids, as the model read them: BOS first, as many as it counted. */
 	assert_int_equal(ints_after(r.e, "prompt tokens:", v, 64), 1);
 	assert_int_equal(v[0], lib.res.prompt_tokens);
+	assert_int_equal(ints_after(r.e, "prompt ids:", v, 64), (int)lib.res.prompt_tokens);
+	assert_int_equal(v[0], 1);
 	/* Token ids in: printed back as given. */
 	run_tool(&r, NULL, "-m", "tiny", "-n", "3", "--temperature", "0", "--ignore-eos", "--ids",
 		 "--prompt-ids", "1, 5 9", (char *)NULL);

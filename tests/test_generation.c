@@ -147,6 +147,8 @@ struct run {
 	size_t len;
 	int32_t status;
 	struct copro_gen_result res;
+	int32_t pids[1024];		/* the prompt's ids as the model read them */
+	uint32_t np;
 };
 
 /* Streams one generation to its end; returns copro_gen_start's code. */
@@ -176,6 +178,14 @@ static int generate(struct copro_client *c, uint32_t model, const char *prompt,
 	r->text[r->len] = '\0';
 	r->status = ev.status;
 	r->res = *ev.result;
+	{
+		const int32_t *ids;
+		int np = copro_gen_prompt_ids(g, &ids);
+
+		assert_true(np >= 0);
+		r->np = (uint32_t)(np < 1024 ? np : 1024);
+		memcpy(r->pids, ids, r->np * sizeof(int32_t));
+	}
 	copro_gen_free(g);
 	return 0;
 }
@@ -242,6 +252,13 @@ static void should_stream_the_reference_continuation(void **state)
 	assert_string_equal(r.text, ref_text);
 	assert_int_equal(r.res.finish, COPRO_FINISH_LENGTH);
 	assert_int_equal(r.res.prompt_tokens, 5);
+	/* The prompt as the model read it: llama.cpp's ids for it. */
+	{
+		static const int32_t ref_prompt[5] = { 1, 403, 407, 261, 378 };
+
+		assert_int_equal(r.np, 5);
+		assert_memory_equal(r.pids, ref_prompt, sizeof(ref_prompt));
+	}
 	assert_int_equal(r.res.gen_tokens, 64);
 	assert_int_equal(r.res.text_bytes, strlen(ref_text));
 	assert_true(r.res.ttft_ns > 0 && r.res.tpot_ns > 0 && r.res.total_ns >= r.res.ttft_ns);
@@ -483,6 +500,7 @@ static void should_refuse_bad_generation_requests(void **state)
 	assert_int_equal(generate(c, h, longp, &p, &run), 0);
 	assert_int_equal(run.status, 0);
 	assert_int_equal(run.res.prompt_tokens, 255);
+	assert_int_equal(run.np, 255);	/* the kept tail, as read */
 	assert_int_equal(run.res.finish, COPRO_FINISH_LENGTH);
 	assert_int_equal(run.n, 1);
 	p.flags &= ~COPRO_GEN_F_TRUNCATE;

@@ -63,8 +63,8 @@ static void usage(FILE *f)
 		"      --prompt-ids IDS    the prompt as token ids (spaces or commas between),\n"
 		"                          used as given: no BOS is added\n"
 		"      --ids               after the text, print on stderr the prompt's token ids\n"
-		"                          (known only with --prompt-ids; else their count) and\n"
-		"                          the generated ids\n"
+		"                          as the model read them (tokenized, BOS, truncated),\n"
+		"                          their count, and the generated ids\n"
 		"      --stats             after the text, print on stderr token counts, times\n"
 		"                          and the finish reason\n"
 		"  -h, --help              show this help\n"
@@ -293,19 +293,15 @@ static const char *gen_strerror(int err)
 	}
 }
 
+/* The prompt's ids as the model read them (tokenized, BOS, truncated), then the generated ones. */
 static void print_ids(const int32_t *prompt, size_t n_prompt, const int32_t *gen, size_t n_gen,
 		      const struct copro_gen_result *r)
 {
-	if (prompt) {
-		fprintf(stderr, "prompt ids:");
-		for (size_t i = 0; i < n_prompt; i++)
-			fprintf(stderr, " %d", prompt[i]);
-		if (r && r->prompt_tokens && r->prompt_tokens < n_prompt)
-			fprintf(stderr, " (the daemon kept the last %u)", r->prompt_tokens);
-		fputc('\n', stderr);
-	} else {
-		fprintf(stderr, "prompt tokens: %u\n", r ? r->prompt_tokens : 0);
-	}
+	fprintf(stderr, "prompt ids:");
+	for (size_t i = 0; prompt && i < n_prompt; i++)
+		fprintf(stderr, " %d", prompt[i]);
+	fputc('\n', stderr);
+	fprintf(stderr, "prompt tokens: %u\n", r ? r->prompt_tokens : 0);
 	fprintf(stderr, "generated ids:");
 	for (size_t i = 0; i < n_gen; i++)
 		fprintf(stderr, " %d", gen[i]);
@@ -637,8 +633,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "copro-gen: cannot write standard output: %s\n", strerror(errno));
 		goto out;
 	}
-	if (show_ids)
-		print_ids(ids, ids ? len : 0, gen_ids, n_gen, ev.result);
+	if (show_ids) {
+		const int32_t *pids = NULL;
+		int np = copro_gen_prompt_ids(g, &pids);
+
+		print_ids(np > 0 ? pids : NULL, np > 0 ? (size_t)np : 0, gen_ids, n_gen, ev.result);
+	}
 	if (show_stats)
 		print_stats(ev.result);
 	if (interrupted) {
