@@ -463,6 +463,7 @@ static void should_end_on_eos_stop_ids_stop_strings_and_length(void **state)
 	}
 	assert_int_equal(o.finish, COPRO_SEQ_STOP);
 	assert_int_equal(o.toks[o.n - 1], 2);	/* </s> */
+	copro_sched_release(s, free_run.seq);
 	assert_idle(s);
 	copro_sched_free(s);
 }
