@@ -531,10 +531,22 @@ int copro_llm_quantize_x(const float *x, size_t m, size_t k, struct copro_block_
 	return 0;
 }
 
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+
+/*
+ * One OpenBLAS thread: small products stall on its thread pool, and the
+ * forward pass splits its work over its own threads (see llama.c).
+ */
+static void blas_init(void)
+{
+	openblas_set_num_threads(1);
+}
+
 /* OpenBLAS for F32 from F32_BLAS_MIN_M tokens: y[:, n0:n1] = x W[n0:n1]^T. */
 static void f32_blas(const float *w, size_t k, const float *x, size_t m, float *y, size_t ldy,
 		     size_t n0, size_t n1)
 {
+	pthread_once(&blas_once, blas_init);
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)(n1 - n0), (int)k, 1.0f,
 		    x, (int)k, w + n0 * k, (int)k, 0.0f, y + n0, (int)ldy);
 }
