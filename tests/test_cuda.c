@@ -23,6 +23,8 @@
 
 #include <cmocka.h>
 
+#include "stories_ref.h"
+
 #include "cuda/cuda.h"
 #include "llm/attention.h"
 #include "llm/llama.h"
@@ -1067,69 +1069,6 @@ static void should_refuse_bad_steps_and_models_that_do_not_fit(void **state)
 
 /* ---- stories260K ------------------------------------------------------------------------- */
 
-struct ref {
-	int32_t prompt_ids[64];
-	uint32_t n_prompt;
-	int32_t gen_ids[64];
-	uint32_t n_gen;
-	float logits[512];		/* llama.cpp, f32 KV cache */
-};
-
-static uint32_t parse_ids(const char *s, int32_t *ids, uint32_t cap)
-{
-	uint32_t n = 0;
-	char *end;
-
-	s = strchr(s, ':') + 1;
-	for (;;) {
-		long v = strtol(s, &end, 10);
-
-		if (end == s || n == cap)
-			return n;
-		ids[n++] = (int32_t)v;
-		s = end;
-	}
-}
-
-/* The prompts' ids, greedy ids and logits llama.cpp produced (see test_llama.c). */
-static int read_refs(struct ref *r, int cap)
-{
-	char path[300], line[4096];
-	int n = -1, no[8] = { 0 };
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/stories260K.reference.txt", models);
-	f = fopen(path, "r");
-	assert_non_null(f);
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, "== prompt ", 10) && n + 1 < cap) {
-			n++;
-			memset(&r[n], 0, sizeof(r[n]));
-			no[n] = atoi(line + 10);
-		} else if (n >= 0 && !strncmp(line, "prompt_ids", 10)) {
-			r[n].n_prompt = parse_ids(line, r[n].prompt_ids, 64);
-		} else if (n >= 0 && !strncmp(line, "gen_ids", 7)) {
-			r[n].n_gen = parse_ids(line, r[n].gen_ids, 64);
-		}
-	}
-	fclose(f);
-	snprintf(path, sizeof(path), "%s/stories260K.logits.tsv", models);
-	f = fopen(path, "r");
-	assert_non_null(f);
-	while (fgets(line, sizeof(line), f)) {
-		int p, id;
-		double f16, f32;
-
-		if (line[0] == '#' || sscanf(line, "%d %d %lf %lf", &p, &id, &f16, &f32) != 4)
-			continue;
-		for (int i = 0; i <= n; i++)
-			if (no[i] == p && id >= 0 && id < 512)
-				r[i].logits[id] = (float)f32;
-	}
-	fclose(f);
-	return n + 1;
-}
-
 static void should_match_llamacpp_on_stories260K_and_continue_greedily(void **state)
 {
 	static uint32_t tab[CTX / BT];
@@ -1149,7 +1088,7 @@ static void should_match_llamacpp_on_stories260K_and_continue_greedily(void **st
 		skip();
 	}
 	assert_int_equal(copro_llama_load(path, &m, err, sizeof(err)), 0);
-	n = read_refs(r, 4);
+	n = read_refs(models, r, 4);
 	assert_true(n >= 1);
 	lc = gpu_load(m);
 	lcc = copro_llama_cuda_ctx(lc);

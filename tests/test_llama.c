@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 
+#include "stories_ref.h"
+
 #include "llm/attention.h"
 #include "llm/gguf.h"
 #include "llm/llama.h"
@@ -99,92 +101,6 @@ static struct copro_llama *stories(void)
 	return m;
 }
 
-/* ---- the reference file ---------------------------------------------------------- */
-
-struct ref {
-	char prompt[128];
-	int32_t prompt_ids[64];
-	uint32_t n_prompt;
-	int32_t gen_ids[64];
-	uint32_t n_gen;
-	char gen_text[1024];
-	float logits[512];		/* llama.cpp, f32 KV cache */
-};
-
-static uint32_t parse_ids(const char *s, int32_t *ids, uint32_t cap)
-{
-	uint32_t n = 0;
-	char *end;
-
-	s = strchr(s, ':') + 1;
-	for (;;) {
-		long v = strtol(s, &end, 10);
-
-		if (end == s || n == cap)
-			return n;
-		ids[n++] = (int32_t)v;
-		s = end;
-	}
-}
-
-/* Reads the prompts, ids, texts and logits llama.cpp produced. Returns how many. */
-static int read_refs(struct ref *r, int cap)
-{
-	char path[300], line[4096];
-	int n = -1, no[8] = { 0 };
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/stories260K.reference.txt", models);
-	f = fopen(path, "r");
-	assert_non_null(f);
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, "== prompt ", 10) && n + 1 < cap) {
-			char *q1 = strchr(line, '"'), *q2 = q1 ? strchr(q1 + 1, '"') : NULL;
-
-			n++;
-			memset(&r[n], 0, sizeof(r[n]));
-			no[n] = atoi(line + 10);
-			if (q1 && q2)
-				snprintf(r[n].prompt, sizeof(r[n].prompt), "%.*s", (int)(q2 - q1 - 1),
-					 q1 + 1);
-		} else if (n >= 0 && !strncmp(line, "prompt_ids", 10)) {
-			r[n].n_prompt = parse_ids(line, r[n].prompt_ids, 64);
-		} else if (n >= 0 && !strncmp(line, "gen_ids", 7)) {
-			r[n].n_gen = parse_ids(line, r[n].gen_ids, 64);
-		} else if (n >= 0 && !strncmp(line, "gen_text", 8)) {
-			const char *p = strchr(line, '"') + 1;
-			char *o = r[n].gen_text;
-
-			/* Unescape \n, \" and \\ up to the closing quote. */
-			for (; *p && *p != '"'; p++) {
-				if (*p == '\\' && p[1]) {
-					p++;
-					*o++ = *p == 'n' ? '\n' : *p;
-				} else {
-					*o++ = *p;
-				}
-			}
-			*o = '\0';
-		}
-	}
-	fclose(f);
-	snprintf(path, sizeof(path), "%s/stories260K.logits.tsv", models);
-	f = fopen(path, "r");
-	assert_non_null(f);
-	while (fgets(line, sizeof(line), f)) {
-		int p, id;
-		double f16, f32;
-
-		if (line[0] == '#' || sscanf(line, "%d %d %lf %lf", &p, &id, &f16, &f32) != 4)
-			continue;
-		for (int i = 0; i <= n; i++)
-			if (no[i] == p && id >= 0 && id < 512)
-				r[i].logits[id] = (float)f32;
-	}
-	fclose(f);
-	return n + 1;
-}
-
 /* ---- tests ------------------------------------------------------------------------- */
 
 static void should_tokenize_prompts_as_llamacpp_does(void **state)
@@ -195,7 +111,7 @@ static void should_tokenize_prompts_as_llamacpp_does(void **state)
 
 	if (!m)
 		skip();
-	n = read_refs(r, 4);
+	n = read_refs(models, r, 4);
 	assert_true(n >= 2);
 	for (int i = 0; i < n; i++) {
 		int32_t ids[64];
@@ -219,7 +135,7 @@ static void should_match_llamacpp_logits_on_stories260K(void **state)
 		skip();
 	assert_int_equal(m->hp.dim, 64);
 	assert_int_equal(m->hp.n_kv_heads, 4);
-	n = read_refs(r, 4);
+	n = read_refs(models, r, 4);
 	assert_int_equal(copro_llama_ctx_new(m, 64, CTX, &x), 0);
 	for (int i = 0; i < n; i++) {
 		struct cache c;
@@ -252,7 +168,7 @@ static void should_reproduce_the_reference_greedy_continuations(void **state)
 
 	if (!m)
 		skip();
-	n = read_refs(r, 4);
+	n = read_refs(models, r, 4);
 	assert_int_equal(copro_llama_ctx_new(m, 64, CTX, &x), 0);
 	for (int i = 0; i < n; i++) {
 		struct copro_detok dt;
