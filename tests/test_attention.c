@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "llm/attention.h"
+#include "llm/ops.h"
 
 #define TOL	1e-5
 
@@ -179,21 +180,58 @@ static const struct acase cases[] = {
 	{ 2, 1, 7, 1, 9 },		/* one position per block */
 	{ 4, 1, 20, 32, 100 },
 	{ 4, 2, 64, 16, 256 },
+	{ 8, 4, 96, 16, 70 },		/* 6 AVX-512 vectors, 12 AVX2 */
+	{ 4, 2, 80, 16, 37 },		/* 5 and 10 */
+	{ 2, 1, 256, 16, 20 },		/* 16 AVX-512 vectors; AVX2 falls back */
+	{ 1, 1, 272, 8, 11 },		/* too wide for either vector path */
+	{ 3, 1, 64, 3, 14 },		/* blocks shorter than the 4-key step */
 };
 
-static void should_match_reference_over_permuted_blocks(void **state)
+/*
+ * Runs fn once on every instruction-set path this CPU has (the vector
+ * paths take head dims that are multiples of their width, up to 16
+ * vectors; the others fall back to the portable path), then restores the
+ * default.
+ */
+static void on_every_isa(void (*fn)(void))
+{
+	int best = copro_llm_isa();
+
+	for (int isa = COPRO_LLM_ISA_SCALAR; isa <= COPRO_LLM_ISA_AVX512; isa++) {
+		if (!copro_llm_isa_supported(isa)) {
+			print_message("skip %s: this CPU lacks it\n", copro_llm_isa_name(isa));
+			continue;
+		}
+		assert_int_equal(copro_llm_set_isa(isa), 0);
+		fn();
+	}
+	assert_int_equal(copro_llm_set_isa(best), 0);
+}
+
+static void reference_cases(void)
 {
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		run_case(&cases[i], 1.0f, 1.0f);
 }
 
-static void should_match_reference_with_peaked_scores(void **state)
+static void should_match_reference_over_permuted_blocks(void **state)
+{
+	on_every_isa(reference_cases);
+}
+
+static void peaked_cases(void)
 {
 	/* scores ~ +-30: a sharp but not one-hot softmax */
-	static const struct acase c[] = { { 8, 2, 64, 16, 40 }, { 4, 4, 16, 4, 13 } };
+	static const struct acase c[] = { { 8, 2, 64, 16, 40 }, { 4, 4, 16, 4, 13 },
+					  { 4, 2, 128, 16, 29 } };
 
 	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
 		run_case(&c[i], 4.0f, 4.0f);
+}
+
+static void should_match_reference_with_peaked_scores(void **state)
+{
+	on_every_isa(peaked_cases);
 }
 
 /*
@@ -202,7 +240,7 @@ static void should_match_reference_with_peaked_scores(void **state)
  * others (exp(-40) ~ 4e-18): the output is value row 7 to f32 precision.
  * A second layer has every score equal at 1e3: the output is the mean.
  */
-static void should_not_overflow_on_large_logits(void **state)
+static void large_logits(void)
 {
 	struct copro_kv_geom g = { 2, 1, 16, 4 };
 	const uint32_t n_ctx = 10, hd = 16, n_heads = 2;
@@ -239,6 +277,11 @@ static void should_not_overflow_on_large_logits(void **state)
 	for (uint32_t h = 0; h < n_heads; h++)
 		check_close(out + h * hd, mean, hd, "uniform");
 	paged_free(&p);
+}
+
+static void should_not_overflow_on_large_logits(void **state)
+{
+	on_every_isa(large_logits);
 }
 
 static void should_store_token_at_its_block_and_slot(void **state)

