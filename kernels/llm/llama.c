@@ -689,6 +689,64 @@ static int mm(struct copro_llama_ctx *c, const struct copro_llama_w *w, const fl
 	return mm_run(c, &j, x_q);
 }
 
+/* The quantized forms (XQ_*) the matmul w needs of its input. */
+static int forms_of(const struct copro_llama_w *w)
+{
+	if (w->pk)
+		return XQ_PACKED;
+	return is_quant_type(w->type) ? XQ_Q8_0 : 0;
+}
+
+/*
+ * The per-token work between two matmuls, in one region split by tokens:
+ * x += y (the residual, when y is set), out = RMSNorm(x) (when norm is
+ * set), then the quantized forms of out (width floats a row) the next
+ * matmul takes. Rows are independent, so the split changes no bit.
+ */
+struct prep_job {
+	float *x;
+	const float *y;
+	const float *norm;
+	float *out;
+	uint32_t n, width;
+	int forms;
+};
+
+static int prep_part(struct copro_llama_ctx *c, void *arg, int part, int parts)
+{
+	const struct prep_job *j = arg;
+	const struct copro_llama_hparams *hp = &c->m->hp;
+	uint32_t i0 = j->n * (uint32_t)part / (uint32_t)parts;
+	uint32_t i1 = j->n * (uint32_t)(part + 1) / (uint32_t)parts;
+	size_t nb = j->width / COPRO_QK;
+	int ret = 0;
+
+	for (uint32_t i = i0; i < i1 && !ret; i++) {
+		float *out = j->out + (size_t)i * j->width;
+
+		if (j->y)
+			copro_llm_add(j->x + (size_t)i * hp->dim, j->y + (size_t)i * hp->dim,
+				      hp->dim);
+		if (j->norm)
+			copro_llm_rmsnorm(out, j->x + (size_t)i * hp->dim, j->norm, hp->dim,
+					  hp->eps);
+		if (j->forms & XQ_PACKED)
+			ret = copro_llm_quantize_xs(out, 1, j->width, c->xs + i * nb);
+		if (!ret && (j->forms & XQ_Q8_0))
+			ret = copro_llm_quantize_x(out, 1, j->width, c->xq + i * nb);
+	}
+	return ret;
+}
+
+/* Runs j and records in *x_q the forms it made of j->out. */
+static int prep_run(struct copro_llama_ctx *c, struct prep_job *j, int *x_q)
+{
+	int ret = par_run(c, prep_part, j);
+
+	*x_q = ret ? 0 : j->forms;
+	return ret;
+}
+
 /* Part `part` of a step's rotary embeddings and K/V writes: a slice of its tokens. */
 struct rope_job {
 	const struct copro_kv_view *kv;
@@ -721,15 +779,34 @@ struct att_job {
 	uint32_t layer;
 };
 
-/* Part `part` of the attention of a step: a slice of its tokens. */
+/*
+ * Part `part` of the attention of a step: a run of its tokens holding about
+ * 1 / parts of the positions attended to (a token's cost is its context:
+ * the tokens of a prompt chunk cost more the later they come).
+ */
 static int att_part(struct copro_llama_ctx *c, void *arg, int part, int parts)
 {
 	const struct att_job *j = arg;
 	const struct copro_llama_hparams *hp = &c->m->hp;
-	uint32_t n = j->b->n, i0 = n * (uint32_t)part / (uint32_t)parts;
-	uint32_t i1 = n * (uint32_t)(part + 1) / (uint32_t)parts;
+	const uint32_t n = j->b->n;
+	uint64_t total = 0, lo, hi, at = 0;
+	uint32_t i0 = n, i1 = n;
 	float *scratch = part ? c->scores_t[part] : c->scores;
 
+	for (uint32_t i = 0; i < n; i++)
+		total += (uint64_t)j->b->pos[i] + 1;
+	lo = total * (uint64_t)part / (uint64_t)parts;
+	hi = total * (uint64_t)(part + 1) / (uint64_t)parts;
+	/* token i is this part's when its first position falls in [lo, hi) */
+	for (uint32_t i = 0; i < n; i++) {
+		if (at >= lo && i0 == n)
+			i0 = i;
+		if (at >= hi) {
+			i1 = i;
+			break;
+		}
+		at += (uint64_t)j->b->pos[i] + 1;
+	}
 	for (uint32_t i = i0; i < i1; i++) {
 		int ret = copro_paged_attention(j->kv, j->layer, j->b->tables[i], j->b->pos[i] + 1,
 						c->q + (size_t)i * hp->dim, hp->n_heads,
@@ -768,9 +845,15 @@ int copro_llama_forward(struct copro_llama_ctx *c, const struct copro_kv_view *k
 	for (uint32_t l = 0; l < hp->n_layers; l++) {
 		const struct copro_llama_layer *L = &m->layers[l];
 
-		/* attention */
-		copro_llm_rmsnorm_rows(c->xb, c->x, L->attn_norm, n, dim, hp->eps);
-		xq = 0;
+		/* attention: x += the last layer's feed-forward; xb = norm(x) */
+		{
+			struct prep_job pj = { .x = c->x, .y = l ? c->xb : NULL,
+					       .norm = L->attn_norm, .out = c->xb, .n = n,
+					       .width = dim, .forms = forms_of(&L->wq) };
+
+			if ((ret = prep_run(c, &pj, &xq)))
+				return ret;
+		}
 		{
 			struct mm_job j = { .w = { &L->wq, &L->wk, &L->wv },
 					    .y = { c->q, c->k, c->v }, .nw = 3,
@@ -783,14 +866,24 @@ int copro_llama_forward(struct copro_llama_ctx *c, const struct copro_kv_view *k
 			    (ret = par_run(c, att_part, &aj)))
 				return ret;
 		}
-		xq = 0;
-		if ((ret = mm(c, &L->wo, c->att, &xq, n, c->xb)))
-			return ret;
-		copro_llm_add(c->x, c->xb, (size_t)n * dim);
+		{
+			struct prep_job pj = { .out = c->att, .n = n, .width = dim,
+					       .forms = forms_of(&L->wo) };
 
-		/* feed-forward */
-		copro_llm_rmsnorm_rows(c->xb, c->x, L->ffn_norm, n, dim, hp->eps);
-		xq = 0;
+			if ((ret = prep_run(c, &pj, &xq)) ||
+			    (ret = mm(c, &L->wo, c->att, &xq, n, c->xb)))
+				return ret;
+		}
+
+		/* feed-forward: x += attention; xb = norm(x) */
+		{
+			struct prep_job pj = { .x = c->x, .y = c->xb, .norm = L->ffn_norm,
+					       .out = c->xb, .n = n, .width = dim,
+					       .forms = forms_of(&L->w_gate) };
+
+			if ((ret = prep_run(c, &pj, &xq)))
+				return ret;
+		}
 		{
 			struct mm_job j = { .w = { &L->w_gate, &L->w_up },
 					    .y = { c->hb, c->hb2 }, .nw = 2, .swiglu = 1,
@@ -799,11 +892,16 @@ int copro_llama_forward(struct copro_llama_ctx *c, const struct copro_kv_view *k
 			if ((ret = mm_run(c, &j, &xq)))
 				return ret;
 		}
-		xq = 0;
-		if ((ret = mm(c, &L->w_down, c->hb, &xq, n, c->xb)))
-			return ret;
-		copro_llm_add(c->x, c->xb, (size_t)n * dim);
+		{
+			struct prep_job pj = { .out = c->hb, .n = n, .width = hp->hidden,
+					       .forms = forms_of(&L->w_down) };
+
+			if ((ret = prep_run(c, &pj, &xq)) ||
+			    (ret = mm(c, &L->w_down, c->hb, &xq, n, c->xb)))
+				return ret;
+		}
 	}
+	copro_llm_add(c->x, c->xb, (size_t)n * dim);
 	/* The rows that want logits, packed, through the final norm and the output. */
 	for (uint32_t i = 0; i < n; i++) {
 		if (!b->want[i])
