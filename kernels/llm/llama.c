@@ -738,10 +738,22 @@ static int prep_part(struct copro_llama_ctx *c, void *arg, int part, int parts)
 	return ret;
 }
 
+/*
+ * Steps of fewer tokens than this run their per-token regions (prep, RoPE)
+ * on the caller's thread alone: a token's share is a microsecond or two,
+ * less than handing its rows to another core and back costs.
+ */
+#define PAR_MIN_TOKENS	8
+
+static int par_run_tokens(struct copro_llama_ctx *c, par_fn fn, void *arg, uint32_t n)
+{
+	return n < PAR_MIN_TOKENS ? fn(c, arg, 0, 1) : par_run(c, fn, arg);
+}
+
 /* Runs j and records in *x_q the forms it made of j->out. */
 static int prep_run(struct copro_llama_ctx *c, struct prep_job *j, int *x_q)
 {
-	int ret = par_run(c, prep_part, j);
+	int ret = par_run_tokens(c, prep_part, j, j->n);
 
 	*x_q = ret ? 0 : j->forms;
 	return ret;
@@ -862,7 +874,7 @@ int copro_llama_forward(struct copro_llama_ctx *c, const struct copro_kv_view *k
 			struct att_job aj = { .kv = kv, .b = b, .layer = l };
 
 			/* Every K/V of the step is in the cache before any token attends. */
-			if ((ret = mm_run(c, &j, &xq)) || (ret = par_run(c, rope_part, &rj)) ||
+			if ((ret = mm_run(c, &j, &xq)) || (ret = par_run_tokens(c, rope_part, &rj, n)) ||
 			    (ret = par_run(c, att_part, &aj)))
 				return ret;
 		}
