@@ -313,6 +313,8 @@ static struct copro_sched *sched_open(struct model *md, uint32_t max_seqs, uint3
 		fprintf(stderr, "llm: scheduler: %s\n", err);
 		exit(1);
 	}
+	/* as coprod's worker does when it starts: no step pays the first touch */
+	copro_kvc_prefault(copro_sched_kvc(s));
 	return s;
 }
 
@@ -973,11 +975,12 @@ static void run_row(const struct bench *b, struct model *md, struct req *w, uint
 			if (k < 2 || seqs > 1)
 				run_closed(md, w, n, seqs, b->kv_mib, (enum batching)k, util_at,
 					   &r[k][i]);
-	for (int k = 0; k < 3; k++) {
+	for (int k = 0; k < 3; k++)
 		qsort(r[k], reps, sizeof(*r[k]), cmp_run);
+	for (int k = 0; k < 3; k++)
 		*out[k] = r[k == 2 && seqs == 1 ? 1 : k][reps / 2];
+	for (int k = 0; k < 3; k++)
 		free(r[k]);
-	}
 }
 
 /*

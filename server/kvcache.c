@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "kvcache.h"
@@ -314,6 +315,26 @@ nomem:
 	seterr(err, errlen, "KV cache of %zu blocks (%zu bytes): out of memory", n,
 	       n * block_bytes);
 	return -ENOMEM;
+}
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23	/* Linux 5.14 */
+#endif
+
+int copro_kvc_prefault(struct copro_kvc *kvc)
+{
+	long page = sysconf(_SC_PAGESIZE);
+
+	if (!kvc->mem)
+		return 0;
+	if (!madvise(kvc->mem, kvc->mem_bytes, MADV_POPULATE_WRITE))
+		return 0;
+	if (errno == ENOMEM || errno == EFAULT)
+		return -ENOMEM;
+	/* an older kernel: write a zero into each page (it reads as zero anyway) */
+	for (size_t off = 0; off < kvc->mem_bytes; off += page > 0 ? (size_t)page : 4096)
+		((volatile uint8_t *)kvc->mem)[off] = 0;
+	return 0;
 }
 
 void copro_kvc_destroy(struct copro_kvc *kvc)

@@ -122,6 +122,16 @@ int copro_kvc_create_external(struct copro_kvc **out, const struct copro_kv_geom
 			      char *err, size_t errlen);
 void copro_kvc_destroy(struct copro_kvc *kvc);
 
+/*
+ * Faults in every page of the pool's storage (nothing for external
+ * storage), so that no forward step pays the first touch: a step writing
+ * K/V into fresh huge pages spent as long zeroing them as computing. Call
+ * it from the thread whose memory policy should place the pages, after any
+ * mbind. Returns 0 (touching pages one by one when MADV_POPULATE_WRITE is
+ * not there), or -ENOMEM when the memory is not there.
+ */
+int copro_kvc_prefault(struct copro_kvc *kvc);
+
 /* Bytes one block takes (K and V); 0 on a zero field or overflow. */
 size_t copro_kvc_block_bytes(const struct copro_kv_geom *g);
 

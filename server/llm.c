@@ -369,7 +369,12 @@ static void *worker_main(void *arg)
 {
 	struct copro_llm *l = arg;
 	uint64_t idle_since = 0, stats_at = 0;
+	int err;
 
+	/* On this (placed) thread, after the pool's mbind: pages land on our node. */
+	err = copro_kvc_prefault(copro_sched_kvc(l->sched));
+	if (err)
+		log_warn("KV cache: cannot fault in the pool: %s", strerror(-err));
 	for (;;) {
 		int stopping = atomic_load_explicit(&l->stop, memory_order_acquire);
 

@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -518,6 +520,39 @@ static void live_stop(struct copro_kvc *kvc, struct live *l)
 	l->on = 0;
 }
 
+/* Pages of [p, p + bytes) resident in memory. */
+static size_t resident(void *p, size_t bytes)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), n = (bytes + page - 1) / page, in = 0;
+	unsigned char *vec = malloc(n);
+
+	assert_non_null(vec);
+	assert_int_equal(mincore(p, bytes, vec), 0);
+	for (size_t i = 0; i < n; i++)
+		in += vec[i] & 1;
+	free(vec);
+	return in;
+}
+
+static void should_fault_in_the_whole_pool_on_prefault(void **state)
+{
+	/* ~8 MiB of storage: 4 huge pages or 2048 small ones */
+	struct copro_kvc *kvc = pool((uint32_t)((8u << 20) / copro_kvc_block_bytes(&geom)));
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t pages = (kvc->mem_bytes + page - 1) / page;
+
+	(void)state;
+	assert_true(resident(kvc->mem, kvc->mem_bytes) < pages);	/* mapped lazily */
+	assert_int_equal(copro_kvc_prefault(kvc), 0);
+	assert_int_equal(resident(kvc->mem, kvc->mem_bytes), pages);
+	/* the storage still reads as zero and the pool is untouched */
+	for (size_t off = 0; off < kvc->mem_bytes; off += 4099)
+		assert_int_equal(((uint8_t *)kvc->mem)[off], 0);
+	assert_int_equal(kvc->n_free, kvc->n_blocks);
+	assert_int_equal(copro_kvc_prefault(kvc), 0);	/* again: nothing changes */
+	copro_kvc_destroy(kvc);
+}
+
 static void should_stay_consistent_under_random_operations(void **state)
 {
 	static struct live lv[N_SEQ];
@@ -626,6 +661,7 @@ int main(void)
 		cmocka_unit_test(should_refuse_pool_smaller_than_one_block),
 		cmocka_unit_test(should_tolerate_double_free_and_empty_sequences),
 		cmocka_unit_test(should_report_utilization_and_admission),
+		cmocka_unit_test(should_fault_in_the_whole_pool_on_prefault),
 		cmocka_unit_test(should_stay_consistent_under_random_operations),
 	};
 

@@ -64,8 +64,8 @@ const char *copro_llm_isa_name(int isa);
  * scratch: copro_llm_matmul_scratch(type, m, k) bytes (none for F32/F16),
  * 2-byte aligned (that of struct copro_block_q8_0). W is read from memory
  * once per call whatever m is: the kernels keep a few rows of W in cache
- * while all m tokens pass over them. F32 with 8 tokens or more goes to
- * OpenBLAS sgemm on the AVX2 path (set to one thread by the caller).
+ * while all m tokens pass over them. No path depends on how [n0, n1) is
+ * cut (OpenBLAS is not used: its sums changed with the split).
  *
  * Returns 0, or -EINVAL when type is not one of the four, k is 0 or not a
  * multiple of 32 for Q8_0/Q4_0, n0 > n1, n1 > n, or a needed pointer is
