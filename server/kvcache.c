@@ -321,12 +321,34 @@ nomem:
 #define MADV_POPULATE_WRITE 23	/* Linux 5.14 */
 #endif
 
+/* MemAvailable of /proc/meminfo in bytes; SIZE_MAX when it cannot be read. */
+static size_t mem_available(void)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	char line[128];
+	unsigned long long kib;
+	size_t bytes = SIZE_MAX;
+
+	if (!f)
+		return bytes;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1) {
+			bytes = kib > SIZE_MAX / 1024 ? SIZE_MAX : (size_t)kib * 1024;
+			break;
+		}
+	fclose(f);
+	return bytes;
+}
+
 int copro_kvc_prefault(struct copro_kvc *kvc)
 {
 	long page = sysconf(_SC_PAGESIZE);
 
 	if (!kvc->mem)
 		return 0;
+	/* more than the machine has free: leave it lazy rather than meet the OOM killer */
+	if (kvc->mem_bytes > mem_available())
+		return -ENOMEM;
 	if (!madvise(kvc->mem, kvc->mem_bytes, MADV_POPULATE_WRITE))
 		return 0;
 	if (errno == ENOMEM || errno == EFAULT)

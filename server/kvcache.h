@@ -128,7 +128,9 @@ void copro_kvc_destroy(struct copro_kvc *kvc);
  * K/V into fresh huge pages spent as long zeroing them as computing. Call
  * it from the thread whose memory policy should place the pages, after any
  * mbind. Returns 0 (touching pages one by one when MADV_POPULATE_WRITE is
- * not there), or -ENOMEM when the memory is not there.
+ * not there), or -ENOMEM, touching nothing, when the pool is larger than
+ * the memory the kernel reports available (the pool then fills lazily, as
+ * before), or when populating failed.
  */
 int copro_kvc_prefault(struct copro_kvc *kvc);
 

@@ -374,7 +374,8 @@ static void *worker_main(void *arg)
 	/* On this (placed) thread, after the pool's mbind: pages land on our node. */
 	err = copro_kvc_prefault(copro_sched_kvc(l->sched));
 	if (err)
-		log_warn("KV cache: cannot fault in the pool: %s", strerror(-err));
+		log_warn("model %s: KV cache pool not faulted in (%s): it fills as it is used",
+			 l->name, strerror(-err));
 	for (;;) {
 		int stopping = atomic_load_explicit(&l->stop, memory_order_acquire);
 

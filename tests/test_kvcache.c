@@ -553,6 +553,25 @@ static void should_fault_in_the_whole_pool_on_prefault(void **state)
 	copro_kvc_destroy(kvc);
 }
 
+static void should_leave_a_pool_larger_than_memory_lazy(void **state)
+{
+	/* 4 MiB blocks, twice the machine's memory: mapped, never touched */
+	static const struct copro_kv_geom big = { .n_layers = 32, .n_kv_heads = 8,
+						  .head_dim = 128, .block_tokens = 16 };
+	size_t twice = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE) * 2;
+	struct copro_kvc *kvc;
+	char err[256];
+
+	(void)state;
+	if (copro_kvc_create(&kvc, &big, twice, err, sizeof(err))) {
+		skip();		/* no room for the mapping (32-bit, a ulimit): nothing to check */
+		return;
+	}
+	assert_int_equal(copro_kvc_prefault(kvc), -ENOMEM);
+	assert_int_equal(resident(kvc->mem, 64 << 20), 0);	/* not begun */
+	copro_kvc_destroy(kvc);
+}
+
 static void should_stay_consistent_under_random_operations(void **state)
 {
 	static struct live lv[N_SEQ];
@@ -662,6 +681,7 @@ int main(void)
 		cmocka_unit_test(should_tolerate_double_free_and_empty_sequences),
 		cmocka_unit_test(should_report_utilization_and_admission),
 		cmocka_unit_test(should_fault_in_the_whole_pool_on_prefault),
+		cmocka_unit_test(should_leave_a_pool_larger_than_memory_lazy),
 		cmocka_unit_test(should_stay_consistent_under_random_operations),
 	};
 

@@ -8,11 +8,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <immintrin.h>
-
 #include "llm/attention.h"
 #include "llm/ops.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define ATT_X86 1
+#include <immintrin.h>
+
 #include "llm/vexp.h"
+#else
+#define ATT_X86 0
+#endif
 
 size_t copro_kv_block_floats(const struct copro_kv_geom *g)
 {
@@ -153,6 +159,7 @@ static void attn_scalar(const struct copro_kv_view *kv, uint32_t layer,
 	}
 }
 
+#if ATT_X86
 /*
  * The vector paths work one query head at a time with the head's query
  * and its output accumulator in registers (nc vectors each, nc = head_dim /
@@ -161,7 +168,7 @@ static void attn_scalar(const struct copro_kv_view *kv, uint32_t layer,
  * to the output once; then the value rows weighted into the accumulator.
  * The group's heads re-read the kv head's blocks, from L1 or L2.
  */
-#define TARGET_512	__attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma")))
+#define TARGET_512	__attribute__((target("avx512f,avx512vl,avx2,fma")))
 #define TARGET_AVX2	__attribute__((target("avx2,fma")))
 #define INLINE		__attribute__((always_inline)) inline
 #define MAX_NC		16
@@ -439,6 +446,7 @@ TARGET_AVX2 static void attn_256(const struct copro_kv_view *kv, uint32_t layer,
 		}
 	}
 }
+#endif /* ATT_X86 */
 
 int copro_paged_attention(const struct copro_kv_view *kv, uint32_t layer,
 			  const uint32_t *block_table, uint32_t n_ctx, const float *q,
@@ -450,12 +458,19 @@ int copro_paged_attention(const struct copro_kv_view *kv, uint32_t layer,
 	if (!n_ctx || !n_heads || !kv->n_kv_heads || n_heads % kv->n_kv_heads)
 		return -EINVAL;
 	isa = copro_llm_isa();
-	if (isa == COPRO_LLM_ISA_AVX512 && hd % 16 == 0 && hd <= 16 * MAX_NC)
+#if ATT_X86
+	if (isa == COPRO_LLM_ISA_AVX512 && hd % 16 == 0 && hd <= 16 * MAX_NC) {
 		attn_512(kv, layer, block_table, n_ctx, q, n_heads, out, scratch);
-	else if (isa >= COPRO_LLM_ISA_AVX2 && hd % 8 == 0 && hd <= 8 * MAX_NC)
+		return 0;
+	}
+	if (isa >= COPRO_LLM_ISA_AVX2 && hd % 8 == 0 && hd <= 8 * MAX_NC) {
 		attn_256(kv, layer, block_table, n_ctx, q, n_heads, out, scratch);
-	else
-		attn_scalar(kv, layer, block_table, n_ctx, q, n_heads, out, scratch);
+		return 0;
+	}
+#endif
+	(void)isa;
+	(void)hd;
+	attn_scalar(kv, layer, block_table, n_ctx, q, n_heads, out, scratch);
 	return 0;
 }
 

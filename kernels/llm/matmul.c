@@ -530,7 +530,6 @@ int copro_llm_matmul_xq(uint32_t type, const void *w, size_t n, size_t k, const 
 {
 	size_t wrow = copro_ggml_row_bytes(type, k);
 	int isq = type == COPRO_GGML_Q8_0 || type == COPRO_GGML_Q4_0;
-	int isa = copro_llm_isa();
 
 	if (!wrow || n0 > n1 || n1 > n)
 		return -EINVAL;
@@ -553,7 +552,7 @@ int copro_llm_matmul_xq(uint32_t type, const void *w, size_t n, size_t k, const 
 	int ti = type == COPRO_GGML_F32 ? 0 : type == COPRO_GGML_F16 ? 1
 					  : type == COPRO_GGML_Q4_0 ? 2 : 3;
 
-	tl = by_isa[isa][ti];
+	tl = by_isa[copro_llm_isa()][ti];
 #endif
 	if (tl)
 		drive(tl, &a, m, n0, n1);

@@ -109,7 +109,7 @@ void copro_llm_rope_apply(float *x, size_t n_heads, size_t head_dim, size_t rot_
 }
 
 #if defined(__x86_64__) || defined(__i386__)
-__attribute__((target("avx512f,avx512dq,avx2,fma")))
+__attribute__((target("avx512f,avx2,fma")))
 static size_t swiglu_512(float *out, const float *gate, const float *up, size_t n)
 {
 	size_t i = 0;
