@@ -606,53 +606,64 @@ struct mm_job {
 	int swiglu;
 	const float *x;
 	uint32_t m;
+	/* the work, in chunks the threads take in turn (set by mm_run) */
+	uint32_t cg[3];		/* row groups of 16 a chunk of range r takes */
+	uint32_t nc[3];		/* chunks of range r: matrix r, or (swiglu) all at once */
+	uint32_t total;
+	_Atomic uint32_t next;
 };
 
-/* Part `part` of parts of a matrix of n outputs: [*n0, *n1), cut at
- * multiples of 16 (the packed kernel's row groups). */
-static void part_cols(size_t n, int part, int parts, size_t *n0, size_t *n1)
-{
-	size_t groups = (n + 15) / 16;
-
-	*n0 = groups * (size_t)part / (size_t)parts * 16;
-	*n1 = groups * (size_t)(part + 1) / (size_t)parts * 16;
-	if (*n1 > n)
-		*n1 = n;
-}
+/*
+ * Chunks a thread's share is cut into: a thread that finds its CPU slower
+ * (another tenant, a cold cache) takes fewer of them instead of making the
+ * others wait. At least MM_MIN_GROUPS row groups a chunk, so most groups
+ * still find their lines prefetched by the one before.
+ */
+#define MM_CHUNKS_PER_THREAD	8
+#define MM_MIN_GROUPS		4
 
 /*
- * Part `part` of the matmuls: a slice of each one's output columns. Each
- * output is computed exactly as without threads, so the result does not
- * depend on how many there are.
+ * The matmuls, one chunk of output columns at a time until none is left:
+ * columns cut at multiples of 16 (the packed kernel's row groups), each
+ * computed exactly as without threads, so the result depends neither on
+ * the number of threads nor on which thread took which chunk. With swiglu,
+ * a chunk is the same columns of gate and up, then SwiGLU over them.
  */
 static int mm_part(struct copro_llama_ctx *c, void *arg, int part, int parts)
 {
-	const struct mm_job *j = arg;
-	size_t n0 = 0, n1 = 0;
+	struct mm_job *j = arg;
 
-	for (int i = 0; i < j->nw; i++) {
-		const struct copro_llama_w *w = j->w[i];
-		int ret;
+	(void)c;
+	(void)part;
+	(void)parts;
+	for (;;) {
+		uint32_t k = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+		uint32_t r = 0;
+		size_t n0, n1, n;
 
-		part_cols(w->n, part, parts, &n0, &n1);
-		if (n0 >= n1)
-			continue;
-		if (w->pk)
-			ret = copro_llm_matmul_packed(w->pk, c->xs, j->m, j->y[i], n0, n1);
-		else
-			ret = copro_llm_matmul_xq(w->type, w->data, w->n, w->k, j->x, c->xq, j->m,
-						  j->y[i], n0, n1);
-		if (ret)
-			return ret;
-	}
-	if (j->swiglu && n0 < n1) {
-		size_t n = j->w[0]->n;
+		if (k >= j->total)
+			return 0;
+		while (k >= j->nc[r])
+			k -= j->nc[r++];
+		n = j->w[r]->n;
+		n0 = (size_t)k * j->cg[r] * 16;
+		n1 = n0 + (size_t)j->cg[r] * 16 < n ? n0 + (size_t)j->cg[r] * 16 : n;
+		for (int i = j->swiglu ? 0 : (int)r; i < (j->swiglu ? j->nw : (int)r + 1); i++) {
+			const struct copro_llama_w *w = j->w[i];
+			int ret;
 
-		for (uint32_t t = 0; t < j->m; t++)
+			if (w->pk)
+				ret = copro_llm_matmul_packed(w->pk, c->xs, j->m, j->y[i], n0, n1);
+			else
+				ret = copro_llm_matmul_xq(w->type, w->data, w->n, w->k, j->x, c->xq,
+							  j->m, j->y[i], n0, n1);
+			if (ret)
+				return ret;
+		}
+		for (uint32_t t = 0; j->swiglu && t < j->m; t++)
 			copro_llm_swiglu(j->y[0] + t * n + n0, j->y[0] + t * n + n0,
 					 j->y[1] + t * n + n0, n1 - n0);
 	}
-	return 0;
 }
 
 /* Quantizes x as j's matrices need it (once per input: *x_q), then runs j. */
@@ -677,6 +688,19 @@ static int mm_run(struct copro_llama_ctx *c, struct mm_job *j, int *x_q)
 			*x_q |= XQ_Q8_0;
 		}
 	}
+	j->total = 0;
+	for (int r = 0; r < (j->swiglu ? 1 : j->nw); r++) {
+		uint32_t groups = (j->w[r]->n + 15) / 16;
+		uint32_t want = (uint32_t)c->n_threads * MM_CHUNKS_PER_THREAD;
+
+		j->cg[r] = (groups + want - 1) / want;
+		if (j->cg[r] < MM_MIN_GROUPS)
+			j->cg[r] = MM_MIN_GROUPS;
+		j->nc[r] = (groups + j->cg[r] - 1) / j->cg[r];
+		j->total += j->nc[r];
+	}
+	/* published to the helpers with the region (par_run's gen) */
+	atomic_store_explicit(&j->next, 0, memory_order_relaxed);
 	return par_run(c, mm_part, j);
 }
 
@@ -789,45 +813,34 @@ struct att_job {
 	const struct copro_kv_view *kv;
 	const struct copro_llama_batch *b;
 	uint32_t layer;
+	_Atomic uint32_t next;		/* the next token to take */
 };
 
 /*
- * Part `part` of the attention of a step: a run of its tokens holding about
- * 1 / parts of the positions attended to (a token's cost is its context:
- * the tokens of a prompt chunk cost more the later they come).
+ * Part `part` of the attention of a step: its threads take the tokens one
+ * at a time, so a token that costs more (a late token of a prompt chunk
+ * reads more positions) or a slower thread leaves the others at most one
+ * token's work to wait for.
  */
 static int att_part(struct copro_llama_ctx *c, void *arg, int part, int parts)
 {
-	const struct att_job *j = arg;
+	struct att_job *j = arg;
 	const struct copro_llama_hparams *hp = &c->m->hp;
-	const uint32_t n = j->b->n;
-	uint64_t total = 0, lo, hi, at = 0;
-	uint32_t i0 = n, i1 = n;
 	float *scratch = part ? c->scores_t[part] : c->scores;
 
-	for (uint32_t i = 0; i < n; i++)
-		total += (uint64_t)j->b->pos[i] + 1;
-	lo = total * (uint64_t)part / (uint64_t)parts;
-	hi = total * (uint64_t)(part + 1) / (uint64_t)parts;
-	/* token i is this part's when its first position falls in [lo, hi) */
-	for (uint32_t i = 0; i < n; i++) {
-		if (at >= lo && i0 == n)
-			i0 = i;
-		if (at >= hi) {
-			i1 = i;
-			break;
-		}
-		at += (uint64_t)j->b->pos[i] + 1;
-	}
-	for (uint32_t i = i0; i < i1; i++) {
-		int ret = copro_paged_attention(j->kv, j->layer, j->b->tables[i], j->b->pos[i] + 1,
-						c->q + (size_t)i * hp->dim, hp->n_heads,
-						c->att + (size_t)i * hp->dim, scratch);
+	(void)parts;
+	for (;;) {
+		uint32_t i = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+		int ret;
 
+		if (i >= j->b->n)
+			return 0;
+		ret = copro_paged_attention(j->kv, j->layer, j->b->tables[i], j->b->pos[i] + 1,
+					    c->q + (size_t)i * hp->dim, hp->n_heads,
+					    c->att + (size_t)i * hp->dim, scratch);
 		if (ret)
 			return ret;
 	}
-	return 0;
 }
 
 int copro_llama_forward(struct copro_llama_ctx *c, const struct copro_kv_view *kv,
