@@ -54,6 +54,26 @@ static inline pid_t test_daemon_start(const char *sock, const char *conf, const 
 	return -1;
 }
 
+/*
+ * Stops the daemon pid (if > 0) with SIGTERM and waits for it, then removes
+ * the test directory dir. Returns 0 when the daemon exited with status 0
+ * (or none ran) and dir is gone, else -1: a teardown that fails the group.
+ */
+static inline int test_daemon_stop(pid_t pid, const char *dir)
+{
+	char cmd[256];
+	int st = 0;
+
+	if (pid > 0) {
+		kill(pid, SIGTERM);
+		waitpid(pid, &st, 0);
+	}
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd))
+		return -1;
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
 /* Runs a shell command; returns its exit status, or -1 when it did not exit. */
 static inline int __attribute__((format(printf, 1, 2))) test_sh(const char *fmt, ...)
 {

@@ -26,10 +26,9 @@
 #include <cmocka.h>
 
 #include "daemon.h"
+#include "synth_llama.h"
 
 #include "copro.h"
-#include "llm/quant.h"
-#include "llm/synth.h"
 
 #define SEC	1000000000LL
 
@@ -49,25 +48,10 @@ static pid_t start_daemon(const char *conf)
 static int synth(const char *name, uint32_t dim, uint32_t layers, uint32_t heads,
 		 uint32_t kv_heads, uint32_t hidden, uint32_t context)
 {
-	struct copro_synth_opts o;
-	char path[160], err[256];
+	char path[160];
 
-	copro_llm_synth_defaults(&o);
-	o.dim = dim;
-	o.n_layers = layers;
-	o.n_heads = heads;
-	o.n_kv_heads = kv_heads;
-	o.hidden = hidden;
-	o.vocab = 400;
-	o.context = context;
-	o.type = COPRO_GGML_Q8_0;
-	o.seed = 11;
 	snprintf(path, sizeof(path), "%s/%s.gguf", dir, name);
-	if (copro_llm_synth(&o, path, err, sizeof(err))) {
-		fprintf(stderr, "setup: %s\n", err);
-		return -1;
-	}
-	return 0;
+	return test_synth_llama(path, dim, layers, heads, kv_heads, hidden, context);
 }
 
 static int setup(void **state)
@@ -103,17 +87,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	char cmd[128];
-	int st = 0;
-
-	if (daemon_pid > 0) {
-		kill(daemon_pid, SIGTERM);
-		waitpid(daemon_pid, &st, 0);
-	}
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	if (system(cmd))
-		return -1;
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+	return test_daemon_stop(daemon_pid, dir);
 }
 
 /* ---- running the tool ---------------------------------------------------------------- */

@@ -24,11 +24,10 @@
 #include <cmocka.h>
 
 #include "daemon.h"
+#include "synth_llama.h"
 
 #include "copro.h"
 #include "cuda/cuda.h"
-#include "llm/quant.h"
-#include "llm/synth.h"
 
 #define SEC	1000000000LL
 
@@ -59,8 +58,7 @@ static pid_t start_daemon(const char *conf)
 static int setup(void **state)
 {
 	const char *sh = getenv("COPRO_SHARED");
-	struct copro_synth_opts o;
-	char conf[160], tiny[160], slow[160], err[256];
+	char conf[160], tiny[160], slow[160];
 	FILE *f;
 
 	strcpy(dir, "/tmp/copro-gen.XXXXXX");
@@ -69,31 +67,13 @@ static int setup(void **state)
 	snprintf(sock, sizeof(sock), "%s/coprod.sock", dir);
 	snprintf(story, sizeof(story), "%s/models/stories260K.gguf", sh ? sh : "../shared");
 	have_story = access(story, R_OK) == 0;
-	copro_llm_synth_defaults(&o);
-	o.dim = 64;
-	o.n_layers = 2;
-	o.n_heads = 4;
-	o.n_kv_heads = 2;
-	o.hidden = 128;
-	o.vocab = 400;
-	o.context = 256;
-	o.type = COPRO_GGML_Q8_0;
-	o.seed = 11;
 	snprintf(tiny, sizeof(tiny), "%s/tiny.gguf", dir);
-	if (copro_llm_synth(&o, tiny, err, sizeof(err))) {
-		fprintf(stderr, "setup: %s\n", err);
+	if (test_synth_tiny(tiny))
 		return -1;
-	}
 	/* Slow enough that a cancel or a kill lands mid-stream: 2048 tokens of context. */
-	o.dim = 256;
-	o.n_layers = 4;
-	o.hidden = 512;
-	o.context = 2048;
 	snprintf(slow, sizeof(slow), "%s/slow.gguf", dir);
-	if (copro_llm_synth(&o, slow, err, sizeof(err))) {
-		fprintf(stderr, "setup: %s\n", err);
+	if (test_synth_llama(slow, 256, 4, 4, 2, 512, 2048))
 		return -1;
-	}
 	snprintf(conf, sizeof(conf), "%s/coprod.conf", dir);
 	f = fopen(conf, "w");
 	if (!f)
@@ -113,17 +93,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	char cmd[128];
-	int st = 0;
-
-	if (daemon_pid > 0) {
-		kill(daemon_pid, SIGTERM);
-		waitpid(daemon_pid, &st, 0);
-	}
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	if (system(cmd))
-		return -1;
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+	return test_daemon_stop(daemon_pid, dir);
 }
 
 static struct copro_client *client(uint32_t *handle, const char *model)

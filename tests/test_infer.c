@@ -105,14 +105,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	int st = 0;
-
-	if (daemon_pid > 0) {
-		kill(daemon_pid, SIGTERM);
-		waitpid(daemon_pid, &st, 0);
-	}
-	run(NULL, 0, "rm -rf %s", dir);
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+	return test_daemon_stop(daemon_pid, dir);
 }
 
 /* Runs copro-infer on the test daemon's model with extra arguments. */

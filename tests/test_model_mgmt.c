@@ -88,14 +88,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	int st = 0;
-
-	if (daemon_pid > 0) {
-		kill(daemon_pid, SIGTERM);
-		waitpid(daemon_pid, &st, 0);
-	}
-	sh("rm -rf %s", dir);
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+	return test_daemon_stop(daemon_pid, dir);
 }
 
 static struct copro_client *ctl(void)

@@ -35,12 +35,11 @@
 #include <cmocka.h>
 
 #include "daemon.h"
+#include "synth_llama.h"
 
 #include "config.h"
 #include "copro.h"
 #include "placement.h"
-#include "llm/quant.h"
-#include "llm/synth.h"
 
 #define MASK_BITS	1024
 #define MASK_LONGS	(MASK_BITS / (8 * sizeof(unsigned long)))
@@ -475,27 +474,9 @@ static int setup(void **state)
 	snprintf(sock, sizeof(sock), "%s/coprod.sock", dir);
 	snprintf(model, sizeof(model), "%s/mlp.onnx", dir);
 	snprintf(logpath, sizeof(logpath), "%s/coprod.log", dir);
-	{
-		struct copro_synth_opts o;
-		char err[256];
-
-		/* A tiny synthetic language model, as tests/test_generation.c makes. */
-		copro_llm_synth_defaults(&o);
-		o.dim = 64;
-		o.n_layers = 2;
-		o.n_heads = 4;
-		o.n_kv_heads = 2;
-		o.hidden = 128;
-		o.vocab = 400;
-		o.context = 256;
-		o.type = COPRO_GGML_Q8_0;
-		o.seed = 11;
-		snprintf(tiny, sizeof(tiny), "%s/tiny.gguf", dir);
-		if (copro_llm_synth(&o, tiny, err, sizeof(err))) {
-			fprintf(stderr, "setup: %s\n", err);
-			return -1;
-		}
-	}
+	snprintf(tiny, sizeof(tiny), "%s/tiny.gguf", dir);
+	if (test_synth_tiny(tiny))
+		return -1;
 	return sh("%s/copro-model mlp --in 8 --hidden 8 --out 1 -o %s >/dev/null", bindir, model);
 }
 
