@@ -8,6 +8,7 @@
 #ifndef COPRO_TEST_SYNTH_LLAMA_H
 #define COPRO_TEST_SYNTH_LLAMA_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -43,6 +44,36 @@ static inline int test_synth_llama(const char *path, uint32_t dim, uint32_t laye
 static inline int test_synth_tiny(const char *path)
 {
 	return test_synth_llama(path, 64, 2, 4, 2, 128, 256);
+}
+
+/*
+ * The model the runtime tests compare paths on: dim, 2 layers, 4 heads over
+ * 2 KV heads, hidden 2 x dim, a 320-token vocabulary, an untied output,
+ * every matrix of type, seed 42; at dir/synth-TYPE.gguf, returned in path.
+ */
+static inline int test_synth_typed(const char *dir, uint32_t type, uint32_t dim, char *path,
+				   size_t len)
+{
+	struct copro_synth_opts o;
+	char err[256];
+
+	copro_llm_synth_defaults(&o);
+	o.dim = dim;
+	o.n_layers = 2;
+	o.n_heads = 4;
+	o.n_kv_heads = 2;
+	o.hidden = 2 * dim;
+	o.vocab = 320;
+	o.context = 256;
+	o.type = type;
+	o.seed = 42;
+	o.untied = 1;
+	snprintf(path, len, "%s/synth-%s.gguf", dir, copro_ggml_type_name(type));
+	if (copro_llm_synth(&o, path, err, sizeof(err))) {
+		fprintf(stderr, "synth %s: %s\n", path, err);
+		return -1;
+	}
+	return 0;
 }
 
 #endif

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "stories_ref.h"
+#include "synth_llama.h"
 
 #include "llm/attention.h"
 #include "llm/gguf.h"
@@ -202,22 +203,7 @@ static void should_reproduce_the_reference_greedy_continuations(void **state)
 /* Writes a synthetic model of type into dir; returns its path in path. */
 static void synth(const char *dir, uint32_t type, uint32_t dim, char *path, size_t len)
 {
-	struct copro_synth_opts o;
-	char err[256];
-
-	copro_llm_synth_defaults(&o);
-	o.dim = dim;
-	o.n_layers = 2;
-	o.n_heads = 4;
-	o.n_kv_heads = 2;
-	o.hidden = 2 * dim;
-	o.vocab = 320;
-	o.context = 256;
-	o.type = type;
-	o.seed = 42;
-	o.untied = 1;
-	snprintf(path, len, "%s/synth-%s.gguf", dir, copro_ggml_type_name(type));
-	assert_int_equal(copro_llm_synth(&o, path, err, sizeof(err)), 0);
+	assert_int_equal(test_synth_typed(dir, type, dim, path, len), 0);
 }
 
 static void should_run_quantized_weights_close_to_f32(void **state)
