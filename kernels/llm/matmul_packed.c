@@ -274,6 +274,17 @@ static void scalar_packed(const struct copro_llm_packed *p, const struct copro_b
 #define TARGET_512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
 
+/*
+ * Block b's share of the next group's lines at pf (none when pf is NULL):
+ * lines [b x step, (b + 1) x step) of lines, step = ceil(lines / blocks),
+ * so the whole next group is requested while this one computes.
+ */
+static ALWAYS_INLINE void prefetch_share(const uint8_t *pf, size_t lines, size_t step, size_t b)
+{
+	for (size_t l = b * step; pf && l < (b + 1) * step && l < lines; l++)
+		_mm_prefetch((const char *)pf + l * 64, _MM_HINT_T0);
+}
+
 static ALWAYS_INLINE int32_t x4(const int8_t *q)
 {
 	int32_t v;
@@ -309,9 +320,7 @@ static ALWAYS_INLINE TARGET_512 void tile_512(const struct copro_llm_packed *p, 
 		__m512i w[8];
 		__m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(gd + b * R)));
 
-		/* the next group's lines, spread over this group's blocks */
-		for (size_t l = b * pf_step; pf && l < (b + 1) * pf_step && l < pf_lines; l++)
-			_mm_prefetch((const char *)pf + l * 64, _MM_HINT_T0);
+		prefetch_share(pf, pf_lines, pf_step, b);
 		if (q4) {
 			const __m512i hi = _mm512_set1_epi8((char)0xf0);
 
@@ -403,8 +412,7 @@ static ALWAYS_INLINE TARGET_AVX2 void tile_avx2(const struct copro_llm_packed *p
 		__m256i w[8];
 		__m256 dw = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(gd + b * R + h * 8)));
 
-		for (size_t l = b * pf_step; pf && l < (b + 1) * pf_step && l < pf_lines; l++)
-			_mm_prefetch((const char *)pf + l * 64, _MM_HINT_T0);
+		prefetch_share(pf, pf_lines, pf_step, b);
 		if (q4) {
 			const __m256i lo = _mm256_set1_epi8(0x0f);
 
